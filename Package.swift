@@ -1,0 +1,116 @@
+// swift-tools-version:6.2
+//
+// Tote — a commerce backend: CQRS + event sourcing over PostgreSQL, LMDB read models,
+// a protobuf wire protocol on SwiftNIO, and an automation bridge to warehouse controllers.
+//
+// Layers, lowest first (a target imports only targets below it):
+//   C system libraries (CLMDB, CLibPQ, CProtobufC) → one Swift wrapper each (LMDB, Postgres, ToteProtoCInterop)
+//   → generated protobuf types (ToteProto, and ToteProtoC for C) → wire protocol (ToteWire: frames, state machines)
+//   → RPC runtime (ToteRPC: server, client, method descriptors) → API descriptors (ToteAPI)
+//   → service implementations (ToteServices) → `tote` executable.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tote",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tote", targets: ["tote"]),
+        .library(name: "ToteRPC", targets: ["ToteRPC"]),
+        .library(name: "ToteAPI", targets: ["ToteAPI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C system libraries (apt: liblmdb-dev, libpq-dev, libprotobuf-c-dev)
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+
+        // MARK: Thin Swift wrappers: the only targets that import their C module
+        .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        .target(name: "Postgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
+        .target(
+            name: "ToteProtoCInterop",
+            dependencies: ["CProtobufC", "ToteProtoC"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Generated protobuf code (tools/generate-protos.sh; never edit by hand)
+        .target(
+            name: "ToteProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .target(name: "ToteProtoC", dependencies: ["CProtobufC"]),
+
+        // MARK: Wire protocol and RPC runtime
+        .target(
+            name: "ToteWire",
+            dependencies: [
+                "ToteProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ToteRPC",
+            dependencies: [
+                "ToteWire",
+                "ToteProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tote API: method descriptors shared by servers and clients, and service implementations
+        .target(name: "ToteAPI", dependencies: ["ToteRPC", "ToteProto"], swiftSettings: swiftSettings),
+        .target(
+            name: "ToteServices",
+            dependencies: ["ToteAPI", "ToteRPC", "ToteProto", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The executable
+        .executableTarget(
+            name: "tote",
+            dependencies: [
+                "ToteServices", "ToteAPI", "ToteRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests (mirror Sources/)
+        .testTarget(name: "ToteWireTests", dependencies: ["ToteWire", "ToteProto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ToteRPCTests",
+            dependencies: ["ToteRPC", "ToteAPI", "ToteServices", "ToteProto", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ToteProtoCInteropTests",
+            dependencies: ["ToteProtoCInterop", "ToteProto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+    ]
+)

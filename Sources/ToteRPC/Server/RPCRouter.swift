@@ -1,0 +1,97 @@
+import NIOCore
+import SwiftProtobuf
+import ToteWire
+
+/// The methods a server serves, keyed by full name, each with its service's allowed roles.
+///
+/// Handlers are registered with the shared ``MethodDescriptor``s, so the server never switches
+/// over method-name strings. Handlers are async and may throw; whatever they throw becomes a
+/// status through ``RPCError/from(_:)``.
+public struct RPCRouter: Sendable {
+    /// A type-erased handler: raw bytes in and out, typed (de)coding wrapped inside.
+    enum Handler: Sendable {
+        case unary(@Sendable (ByteBuffer, ServerContext) async throws -> ByteBuffer)
+        case serverStreaming(@Sendable (ByteBuffer, RawMessageSink, ServerContext) async throws -> Void)
+        case clientStreaming(@Sendable (RawMessageSource, ServerContext) async throws -> ByteBuffer)
+        case bidirectional(@Sendable (RawMessageSource, RawMessageSink, ServerContext) async throws -> Void)
+    }
+
+    struct Route: Sendable {
+        let service: ServiceDescriptor
+        let kind: CallKind
+        let handler: Handler
+    }
+
+    private(set) var routes: [String: Route] = [:]
+
+    public init() {}
+
+    /// Fully qualified names of the services with at least one method.
+    public var serviceNames: Set<String> { Set(routes.values.map(\.service.name)) }
+
+    func route(for method: String) -> Route? { routes[method] }
+
+    private mutating func add(_ fullName: String, _ service: ServiceDescriptor, _ kind: CallKind, _ handler: Handler) {
+        precondition(routes[fullName] == nil, "method \(fullName) registered twice")
+        routes[fullName] = Route(service: service, kind: kind, handler: handler)
+    }
+
+    /// Registers a unary method: one request, one response.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        unary handler: @escaping @Sendable (Req, ServerContext) async throws -> Resp
+    ) {
+        precondition(method.kind == .unary, "\(method.fullName) is not unary")
+        add(method.fullName, method.service, .unary, .unary { bytes, context in
+            try await handler(decode(Req.self, bytes), context).serializedBuffer()
+        })
+    }
+
+    /// Registers a server-streaming method: one request, a stream of responses.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        serverStreaming handler: @escaping @Sendable (Req, ResponseWriter<Resp>, ServerContext) async throws -> Void
+    ) {
+        precondition(method.kind == .serverStreaming, "\(method.fullName) is not server-streaming")
+        add(method.fullName, method.service, .serverStreaming, .serverStreaming { bytes, sink, context in
+            try await handler(decode(Req.self, bytes), ResponseWriter(sink: sink), context)
+        })
+    }
+
+    /// Registers a client-streaming method: a stream of requests, one response.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        clientStreaming handler: @escaping @Sendable (RequestStream<Req>, ServerContext) async throws -> Resp
+    ) {
+        precondition(method.kind == .clientStreaming, "\(method.fullName) is not client-streaming")
+        add(method.fullName, method.service, .clientStreaming, .clientStreaming { source, context in
+            try await handler(RequestStream(source: source), context).serializedBuffer()
+        })
+    }
+
+    /// Registers a bidirectional-streaming method.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        bidirectional handler: @escaping @Sendable (RequestStream<Req>, ResponseWriter<Resp>, ServerContext) async throws -> Void
+    ) {
+        precondition(method.kind == .bidirectionalStreaming, "\(method.fullName) is not bidirectional")
+        add(method.fullName, method.service, .bidirectionalStreaming, .bidirectional { source, sink, context in
+            try await handler(RequestStream(source: source), ResponseWriter(sink: sink), context)
+        })
+    }
+}
+
+/// Decodes a request, turning a bad payload into INVALID_ARGUMENT that names the message type.
+@inline(__always)
+private func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: ByteBuffer) throws -> M {
+    do {
+        return try M(buffer: bytes)
+    } catch {
+        throw RPCError(.invalidArgument, "request is not a valid \(M.protoMessageName): \(error)")
+    }
+}
+
+/// Something that registers a service's methods on a router.
+public protocol RPCService: Sendable {
+    func register(into router: inout RPCRouter)
+}

@@ -1,0 +1,178 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import ToteWire
+
+/// A Tote wire-protocol server: accepts connections, serves the router's methods to callers whose
+/// API keys grant the right role, and shuts down gracefully (GOAWAY, drain, close).
+///
+/// Runs as a swift-service-lifecycle `Service`: `run()` serves until graceful shutdown is
+/// triggered, then drains in-flight calls (bounded by `drainTimeout`) and returns.
+public final class RPCServer: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 picks a free port; see ``RPCServer/localAddress``.
+        public var port: Int
+        public var settings: ConnectionSettings
+        /// Connections beyond this are refused with GOAWAY(CONNECTION_LIMIT).
+        public var maxConnections: Int
+        /// A frame (or the preface) begun but not finished within this is a TIMEOUT (slowloris).
+        public var partialFrameTimeout: TimeAmount
+        /// How often an idle connection is pinged.
+        public var keepaliveInterval: TimeAmount
+        /// How long a PING may go unanswered before the connection is closed.
+        public var keepaliveTimeout: TimeAmount
+        /// How long graceful shutdown waits for in-flight calls before closing connections anyway.
+        public var drainTimeout: TimeAmount
+
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 7700,
+            settings: ConnectionSettings = ConnectionSettings(),
+            maxConnections: Int = 4096,
+            partialFrameTimeout: TimeAmount = .seconds(10),
+            keepaliveInterval: TimeAmount = .seconds(30),
+            keepaliveTimeout: TimeAmount = .seconds(10),
+            drainTimeout: TimeAmount = .seconds(30)
+        ) {
+            self.host = host
+            self.port = port
+            self.settings = settings
+            self.maxConnections = maxConnections
+            self.partialFrameTimeout = partialFrameTimeout
+            self.keepaliveInterval = keepaliveInterval
+            self.keepaliveTimeout = keepaliveTimeout
+            self.drainTimeout = drainTimeout
+        }
+    }
+
+    private struct State {
+        var listener: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var draining = false
+    }
+
+    public let configuration: Configuration
+    private let router: RPCRouter
+    private let keyring: APIKeyring
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let ready = Mutex<[CheckedContinuation<SocketAddress, any Error>]>([])
+
+    public init(
+        configuration: Configuration,
+        router: RPCRouter,
+        keyring: APIKeyring,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tote.rpc.server")
+    ) {
+        self.configuration = configuration
+        self.router = router
+        self.keyring = keyring
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Number of open client connections.
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// The bound address, once started.
+    public var localAddress: SocketAddress? { state.withLock { $0.listener?.localAddress } }
+
+    /// Binds the listening socket and starts accepting. Returns the bound address.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let connectionConfiguration = ServerConnectionHandler.Configuration(
+            settings: configuration.settings,
+            partialFrameTimeout: configuration.partialFrameTimeout,
+            keepaliveInterval: configuration.keepaliveInterval,
+            keepaliveTimeout: configuration.keepaliveTimeout
+        )
+        let listener = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let refusal = admit(channel) {
+                        try channel.pipeline.syncOperations.addHandler(refusal)
+                        return
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(
+                        router: router,
+                        keyring: keyring,
+                        configuration: connectionConfiguration,
+                        logger: logger
+                    ))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        state.withLock { $0.listener = listener }
+        logger.info("listening", metadata: ["address": "\(listener.localAddress.map { "\($0)" } ?? "?")"])
+        return listener.localAddress!
+    }
+
+    /// Registers an accepted connection, or returns the handler that refuses it over the limit.
+    private func admit(_ channel: any Channel) -> ConnectionLimitHandler? {
+        let id = ObjectIdentifier(channel)
+        let admitted = state.withLock { state -> Bool in
+            guard !state.draining, state.connections.count < configuration.maxConnections else { return false }
+            state.connections[id] = channel
+            return true
+        }
+        guard admitted else {
+            logger.warning("refusing connection over the limit", metadata: ["limit": "\(configuration.maxConnections)"])
+            return ConnectionLimitHandler(limit: configuration.maxConnections)
+        }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+        return nil
+    }
+
+    /// Serves until graceful shutdown, then drains. The `Service` entry point.
+    public func run() async throws {
+        if localAddress == nil { try await start() }
+        guard let listener = state.withLock({ $0.listener }) else { return }
+        try await withGracefulShutdownHandler {
+            try await listener.closeFuture.get()
+        } onGracefulShutdown: {
+            Task { await self.shutdownGracefully() }
+        }
+        await waitForConnectionsToClose()
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, lets in-flight calls finish (up to
+    /// `drainTimeout`), then closes whatever is left. Returns when every connection is closed.
+    public func shutdownGracefully() async {
+        let (listener, connections) = state.withLock { state in
+            state.draining = true
+            return (state.listener, Array(state.connections.values))
+        }
+        logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        try? await listener?.close()
+        for channel in connections {
+            channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        }
+        let deadline = NIODeadline.now() + configuration.drainTimeout
+        while NIODeadline.now() < deadline, connectionCount > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let remaining = state.withLock { Array($0.connections.values) }
+        if !remaining.isEmpty {
+            logger.warning("drain timeout: closing connections with calls in flight", metadata: ["connections": "\(remaining.count)"])
+            for channel in remaining { channel.close(promise: nil) }
+        }
+        await waitForConnectionsToClose()
+    }
+
+    private func waitForConnectionsToClose() async {
+        let channels = state.withLock { Array($0.connections.values) }
+        for channel in channels { try? await channel.closeFuture.get() }
+    }
+}

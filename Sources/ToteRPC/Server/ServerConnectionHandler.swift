@@ -1,0 +1,587 @@
+import Logging
+import NIOCore
+import ToteProto
+import ToteWire
+
+/// Tells a server connection to start draining: GOAWAY, finish open calls, then close.
+struct DrainConnectionEvent: Sendable {}
+
+/// Serves one client connection. It feeds bytes to ``ServerConnectionStateMachine`` and performs
+/// the actions it returns; each call runs its handler in its own task, whose results hop back to
+/// this handler's event loop. Everything here runs on that one event loop.
+final class ServerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Configuration: Sendable {
+        var settings: ConnectionSettings
+        var partialFrameTimeout: TimeAmount
+        var keepaliveInterval: TimeAmount
+        var keepaliveTimeout: TimeAmount
+    }
+
+    /// One call in progress. Touched only on the event loop.
+    final class Call {
+        let route: RPCRouter.Route
+        let serverContext: ServerContext
+        var receivedRequest = false
+        var pendingRequest: ByteBuffer?
+        var task: Task<Void, Never>?
+        var inbound: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
+        var deadlineTimer: Scheduled<Void>?
+        var waitingWriters: [(ByteBuffer, CheckedContinuation<Void, any Error>)] = []
+
+        init(route: RPCRouter.Route, serverContext: ServerContext) {
+            self.route = route
+            self.serverContext = serverContext
+        }
+    }
+
+    private var state: ServerConnectionStateMachine
+    private var inbound = ByteBuffer()
+    private let router: RPCRouter
+    private let keyring: APIKeyring
+    private let configuration: Configuration
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var calls: [StreamID: Call] = [:]
+    private var partialFrameTimer: Scheduled<Void>?
+    private var keepaliveTask: RepeatedTask?
+    private var keepalive: KeepaliveStateMachine
+    private var flushScheduled = false
+    private var needsFlush = false
+    private var remoteAddress = "unknown"
+    private var closing = false
+
+    /// Encoded STATUS frame payload for OK: an empty CallStatus encodes to zero bytes.
+    private static let okStatus = ByteBuffer()
+
+    init(router: RPCRouter, keyring: APIKeyring, configuration: Configuration, logger: Logger) {
+        self.state = ServerConnectionStateMachine(settings: configuration.settings)
+        self.router = router
+        self.keyring = keyring
+        self.configuration = configuration
+        self.logger = logger
+        self.keepalive = KeepaliveStateMachine(timeoutNanoseconds: configuration.keepaliveTimeout.nanoseconds)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard keepaliveTask == nil else { return }
+        remoteAddress = context.channel.remoteAddress?.description ?? "unknown"
+        logger[metadataKey: "peer"] = "\(remoteAddress)"
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        // The preface and SETTINGS must arrive within the partial-frame timeout.
+        partialFrameTimer = context.eventLoop.scheduleTask(in: configuration.partialFrameTimeout) {
+            loopBound.value.partialFrameTimedOut()
+        }
+        keepaliveTask = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: configuration.keepaliveInterval,
+            delay: configuration.keepaliveInterval
+        ) { _ in
+            loopBound.value.keepaliveTick()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        partialFrameTimer?.cancel()
+        keepaliveTask?.cancel()
+        for (_, call) in calls { terminate(call, RPCError(.unavailable, "connection closed")) }
+        calls.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if inbound.readableBytes == 0 {
+            inbound = bytes
+        } else {
+            inbound.writeBuffer(&bytes)
+        }
+        keepalive.receivedData()
+        processInbound(context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainConnectionEvent {
+            beginDrain()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Inbound frames
+
+    private func processInbound(context: ChannelHandlerContext) {
+        loop: while !closing {
+            switch state.receive(&inbound) {
+            case .needMoreData:
+                break loop
+            case .none:
+                continue
+            case .write(let frame):
+                write(frame)
+            case .openCall(let id, let headers, let endStream):
+                openCall(id, headers, endStream: endStream)
+            case .rejectCall(let id, let error):
+                writeStatus(id, error.callStatus)
+            case .message(let id, let payload, let endStream):
+                receiveMessage(id, payload, endStream: endStream)
+            case .endOfInput(let id):
+                receiveEndOfInput(id)
+            case .cancelCall(let id):
+                if let call = calls.removeValue(forKey: id) {
+                    terminate(call, RPCError(.cancelled, "the client cancelled the call"))
+                }
+                closeIfDrained()
+            case .creditAvailable(let id):
+                resumeWriters(id)
+            case .pingAcknowledged:
+                keepalive.receivedPingAck()
+            case .peerGoingAway:
+                closeIfDrained()
+            case .closeWithError(let error):
+                closeWithGoAway(state.goAwayFrame(for: error), error)
+                return
+            }
+        }
+        if inbound.readableBytes == 0 {
+            inbound.clear()
+            if state.isEstablished {
+                partialFrameTimer?.cancel()
+                partialFrameTimer = nil
+            }
+        } else {
+            if inbound.readerIndex > 64 * 1024 { inbound.discardReadBytes() }
+            if partialFrameTimer == nil {
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                partialFrameTimer = context.eventLoop.scheduleTask(in: configuration.partialFrameTimeout) {
+                    loopBound.value.partialFrameTimedOut()
+                }
+            }
+        }
+    }
+
+    private func openCall(_ id: StreamID, _ headers: Tote_V1_CallHeaders, endStream: Bool) {
+        guard let role = keyring.role(for: headers.authToken) else {
+            return rejectOpenCall(id, RPCError(
+                .unauthenticated,
+                headers.authToken.isEmpty ? "missing API key (call header auth_token)" : "invalid API key"
+            ))
+        }
+        guard let route = router.route(for: headers.method) else {
+            return rejectOpenCall(id, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
+        }
+        guard route.service.roles.contains(role) else {
+            let allowed = route.service.roles.map(\.rawValue).sorted().joined(separator: ", ")
+            return rejectOpenCall(id, RPCError(
+                .permissionDenied,
+                "role '\(role)' may not call \(route.service.name) (allowed: \(allowed))"
+            ))
+        }
+        guard let context else { return }
+        var deadline: ContinuousClock.Instant?
+        if headers.timeoutMicros > 0 {
+            let micros = min(headers.timeoutMicros, UInt64(Int64.max / 1000))
+            deadline = .now + .microseconds(Int64(micros))
+        }
+        let correlationID = headers.correlationID.isEmpty ? Self.makeCorrelationID() : headers.correlationID
+        var callLogger = logger
+        callLogger[metadataKey: "method"] = "\(headers.method)"
+        callLogger[metadataKey: "correlation_id"] = "\(correlationID)"
+        let serverContext = ServerContext(
+            method: headers.method,
+            role: role,
+            deadline: deadline,
+            idempotencyKey: headers.idempotencyKey,
+            correlationID: correlationID,
+            consistencyToken: headers.hasConsistencyToken ? headers.consistencyToken : nil,
+            metadata: headers.metadata,
+            remoteAddress: remoteAddress,
+            logger: callLogger
+        )
+        let call = Call(route: route, serverContext: serverContext)
+        calls[id] = call
+        if headers.timeoutMicros > 0 {
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let micros = Int64(min(headers.timeoutMicros, UInt64(Int64.max / 1000)))
+            call.deadlineTimer = context.eventLoop.scheduleTask(in: .microseconds(micros)) {
+                loopBound.value.deadlineExpired(id, micros: micros)
+            }
+        }
+        if route.kind.clientStreams {
+            let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            call.inbound = continuation
+            if endStream { continuation.finish() }
+            startStreamingRequestCall(id, call, RawMessageSource(messages: stream, consumed: consumedCallback(id)))
+        } else if endStream {
+            fail(id, RPCError(.invalidArgument, "\(headers.method) expects one request message, got none"))
+        }
+    }
+
+    /// Refuses a call the state machine already opened: STATUS, then the stream is closed.
+    private func rejectOpenCall(_ id: StreamID, _ error: RPCError) {
+        writeStatus(id, error.callStatus)
+        if state.streamClosed(id) { closeNow() }
+    }
+
+    private func receiveMessage(_ id: StreamID, _ payload: ByteBuffer, endStream: Bool) {
+        guard let call = calls[id] else { return }
+        if call.route.kind.clientStreams {
+            call.inbound?.yield(payload)
+            if endStream { call.inbound?.finish() }
+            return
+        }
+        guard !call.receivedRequest else {
+            return fail(id, RPCError(.invalidArgument, "\(call.serverContext.method) expects exactly one request message, got more"))
+        }
+        call.receivedRequest = true
+        if endStream {
+            startSingleRequestCall(id, call, payload)
+        } else {
+            call.pendingRequest = payload
+        }
+    }
+
+    private func receiveEndOfInput(_ id: StreamID) {
+        guard let call = calls[id] else { return }
+        if call.route.kind.clientStreams {
+            call.inbound?.finish()
+        } else if let request = call.pendingRequest {
+            call.pendingRequest = nil
+            startSingleRequestCall(id, call, request)
+        } else {
+            fail(id, RPCError(.invalidArgument, "\(call.serverContext.method) expects one request message, got none"))
+        }
+    }
+
+    // MARK: Running handlers
+
+    private func startSingleRequestCall(_ id: StreamID, _ call: Call, _ request: ByteBuffer) {
+        let serverContext = call.serverContext
+        switch call.route.handler {
+        case .unary(let handler):
+            call.task = spawn(id, serverContext) { try await handler(request, serverContext) }
+        case .serverStreaming(let handler):
+            let sink = sinkFor(id)
+            call.task = spawn(id, serverContext) {
+                try await handler(request, sink, serverContext)
+                return nil
+            }
+        case .clientStreaming, .bidirectional:
+            preconditionFailure("streaming-request handler started as single-request")
+        }
+    }
+
+    private func startStreamingRequestCall(_ id: StreamID, _ call: Call, _ source: RawMessageSource) {
+        let serverContext = call.serverContext
+        switch call.route.handler {
+        case .clientStreaming(let handler):
+            call.task = spawn(id, serverContext) { try await handler(source, serverContext) }
+        case .bidirectional(let handler):
+            let sink = sinkFor(id)
+            call.task = spawn(id, serverContext) {
+                try await handler(source, sink, serverContext)
+                return nil
+            }
+        case .unary, .serverStreaming:
+            preconditionFailure("single-request handler started as streaming")
+        }
+    }
+
+    /// Runs a call's handler in its own task; its outcome (final response, if any, or error)
+    /// hops back to the event loop to be written.
+    private func spawn(
+        _ id: StreamID,
+        _ serverContext: ServerContext,
+        _ body: @escaping @Sendable () async throws -> ByteBuffer?
+    ) -> Task<Void, Never> {
+        let loopBound = NIOLoopBound(self, eventLoop: context!.eventLoop)
+        let eventLoop = context!.eventLoop
+        return Task {
+            let outcome: Result<ByteBuffer?, RPCError>
+            do {
+                outcome = .success(try await body())
+            } catch {
+                outcome = .failure(mapHandlerError(error, serverContext))
+            }
+            eventLoop.execute { loopBound.value.finishCall(id, outcome) }
+        }
+    }
+
+    private func sinkFor(_ id: StreamID) -> RawMessageSink {
+        let loopBound = NIOLoopBound(self, eventLoop: context!.eventLoop)
+        let eventLoop = context!.eventLoop
+        return RawMessageSink { buffer in
+            try await withCheckedThrowingContinuation { continuation in
+                eventLoop.execute { loopBound.value.sendMessage(id, buffer, continuation) }
+            }
+        }
+    }
+
+    private func consumedCallback(_ id: StreamID) -> @Sendable () -> Void {
+        let loopBound = NIOLoopBound(self, eventLoop: context!.eventLoop)
+        let eventLoop = context!.eventLoop
+        return {
+            eventLoop.execute {
+                let handler = loopBound.value
+                if let frame = handler.state.consumedInbound(1, on: id) { handler.writeAndScheduleFlush(frame) }
+            }
+        }
+    }
+
+    /// A response message from a streaming handler: send it if there is credit, else park it.
+    private func sendMessage(_ id: StreamID, _ payload: ByteBuffer, _ continuation: CheckedContinuation<Void, any Error>) {
+        guard let call = calls[id] else {
+            return continuation.resume(throwing: RPCError(.cancelled, "the call has ended"))
+        }
+        guard call.waitingWriters.isEmpty else {
+            call.waitingWriters.append((payload, continuation))
+            return
+        }
+        switch state.reserveOutboundMessage(on: id) {
+        case .send:
+            writeAndScheduleFlush(Frame(type: .message, streamID: id, payload: payload))
+            continuation.resume()
+        case .wait:
+            call.waitingWriters.append((payload, continuation))
+        case .streamClosed:
+            continuation.resume(throwing: RPCError(.cancelled, "the call has ended"))
+        }
+    }
+
+    private func resumeWriters(_ id: StreamID) {
+        guard let call = calls[id] else { return }
+        while !call.waitingWriters.isEmpty, state.reserveOutboundMessage(on: id) == .send {
+            let (payload, continuation) = call.waitingWriters.removeFirst()
+            write(Frame(type: .message, streamID: id, payload: payload))
+            continuation.resume()
+        }
+    }
+
+    /// A handler finished: send its response (if any) and status, then close the stream.
+    private func finishCall(_ id: StreamID, _ outcome: Result<ByteBuffer?, RPCError>) {
+        guard let call = calls.removeValue(forKey: id) else { return }  // already cancelled or expired
+        call.deadlineTimer?.cancel()
+        call.inbound?.finish()
+        failWriters(call, RPCError(.cancelled, "the call has ended"))
+        switch outcome {
+        case .success(let response):
+            var buffer = context!.channel.allocator.buffer(capacity: 2 * Frame.headerSize + (response?.readableBytes ?? 0))
+            if var response {
+                _ = state.reserveOutboundMessage(on: id)  // the first message always has credit
+                FrameEncoder.writeHeader(type: .message, flags: [], streamID: id, length: response.readableBytes, into: &buffer)
+                buffer.writeBuffer(&response)
+            }
+            FrameEncoder.writeHeader(type: .status, flags: [], streamID: id, length: 0, into: &buffer)
+            context!.write(wrapOutboundOut(buffer), promise: nil)
+            scheduleFlush()
+        case .failure(let error):
+            writeStatus(id, error.callStatus)
+            scheduleFlush()
+        }
+        if state.streamClosed(id) { closeNow() }
+    }
+
+    /// Ends a call with an error status before its handler finished.
+    private func fail(_ id: StreamID, _ error: RPCError) {
+        if let call = calls.removeValue(forKey: id) { terminate(call, error) }
+        writeStatus(id, error.callStatus)
+        scheduleFlush()
+        if state.streamClosed(id) { closeNow() }
+    }
+
+    private func deadlineExpired(_ id: StreamID, micros: Int64) {
+        guard calls[id] != nil else { return }
+        fail(id, RPCError(.deadlineExceeded, "deadline of \(Self.formatMicros(micros)) exceeded"))
+    }
+
+    /// Stops a call's handler and wakes everything waiting on it.
+    private func terminate(_ call: Call, _ error: RPCError) {
+        call.deadlineTimer?.cancel()
+        call.task?.cancel()
+        call.inbound?.finish(throwing: error)
+        failWriters(call, error)
+    }
+
+    private func failWriters(_ call: Call, _ error: RPCError) {
+        let writers = call.waitingWriters
+        call.waitingWriters.removeAll()
+        for (_, continuation) in writers { continuation.resume(throwing: error) }
+    }
+
+    // MARK: Connection lifecycle
+
+    private func beginDrain() {
+        guard let frame = state.beginDrain() else { return }
+        logger.debug("draining connection", metadata: ["open_calls": "\(calls.count)"])
+        writeAndScheduleFlush(frame)
+        closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        if state.isDrained { closeNow() }
+    }
+
+    private func closeNow() {
+        guard !closing, let context else { return }
+        closing = true
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func closeWithGoAway(_ frame: Frame, _ error: ConnectionError) {
+        guard !closing, let context else { return }
+        closing = true
+        logger.info("closing connection", metadata: ["reason": "\(error)"])
+        for (_, call) in calls { terminate(call, RPCError(.unavailable, "connection closed: \(error)")) }
+        calls.removeAll()
+        var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
+        FrameEncoder.write(frame, into: &buffer)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func partialFrameTimedOut() {
+        partialFrameTimer = nil
+        guard !closing else { return }
+        let seconds = Self.formatMicros(configuration.partialFrameTimeout.nanoseconds / 1000)
+        let error: ConnectionError
+        if !state.isEstablished {
+            error = ConnectionError(.timeout, "no connection preface and SETTINGS within \(seconds)")
+        } else if inbound.readableBytes > 0 {
+            error = ConnectionError(.timeout, "incomplete frame: \(state.missingBytes(in: inbound)) more bytes did not arrive within \(seconds)")
+        } else {
+            return
+        }
+        closeWithGoAway(state.abort(error), error)
+    }
+
+    private func keepaliveTick() {
+        guard !closing else { return }
+        switch keepalive.tick(now: Int64(NIODeadline.now().uptimeNanoseconds)) {
+        case .none:
+            break
+        case .sendPing(let counter):
+            var payload = ByteBuffer()
+            payload.writeInteger(counter)
+            writeAndScheduleFlush(Frame(type: .ping, streamID: 0, payload: payload))
+        case .timedOut:
+            let error = ConnectionError(.timeout, "no PING reply within \(Self.formatMicros(configuration.keepaliveTimeout.nanoseconds / 1000))")
+            closeWithGoAway(state.abort(error), error)
+        }
+    }
+
+    // MARK: Writing
+
+    private func write(_ frame: Frame) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
+        FrameEncoder.write(frame, into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        needsFlush = true
+    }
+
+    private func writeStatus(_ id: StreamID, _ status: Tote_V1_CallStatus) {
+        let payload = (try? status.serializedBuffer()) ?? Self.okStatus
+        write(Frame(type: .status, streamID: id, payload: payload))
+    }
+
+    private func writeAndScheduleFlush(_ frame: Frame) {
+        write(frame)
+        scheduleFlush()
+    }
+
+    /// Coalesces flushes: every write made from a handler task during one event-loop tick goes
+    /// out in a single flush (one syscall) at the end of that tick.
+    private func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = loopBound.value
+            handler.flushScheduled = false
+            handler.needsFlush = false
+            handler.context?.flush()
+        }
+    }
+
+    // MARK: Helpers
+
+    private static func makeCorrelationID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(16)
+    }
+
+    static func formatMicros(_ micros: Int64) -> String {
+        if micros >= 1_000_000, micros % 1_000_000 == 0 { return "\(micros / 1_000_000) s" }
+        if micros >= 1000, micros % 1000 == 0 { return "\(micros / 1000) ms" }
+        return "\(micros) µs"
+    }
+}
+
+/// Maps a handler's error to its status, logging unexpected errors (never sent to clients).
+private func mapHandlerError(_ error: any Error, _ context: ServerContext) -> RPCError {
+    let mapped = RPCError.from(error)
+    if mapped.code == .internal, !(error is RPCError) {
+        context.logger.error("handler failed", metadata: ["error": "\(String(reflecting: error))"])
+    }
+    return mapped
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// Refuses a connection over the server's limit: GOAWAY(CONNECTION_LIMIT), then close.
+final class ConnectionLimitHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        FrameEncoder.write(
+            Frame(type: .goAway, streamID: 0, payload: FrameEncoder.goAwayPayload(GoAway(
+                lastStreamID: 0,
+                code: .connectionLimit,
+                message: "server is at its limit of \(limit) connections; retry later"
+            ))),
+            into: &buffer
+        )
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
