@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import ToteAPI
+import ToteServices
+
+/// The `tote` command: one executable, one subcommand per role.
+@main
+struct Tote: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "tote",
+        abstract: "Tote: an event-sourced commerce backend.",
+        version: version,
+        subcommands: [Serve.self, HealthCheck.self, Version.self]
+    )
+}
+
+/// Options shared by the commands that log.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func bootstrap() {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// A `HOST:PORT` pair from the command line.
+struct HostAndPort: ExpressibleByArgument, CustomStringConvertible {
+    var host: String
+    var port: Int
+
+    init?(argument: String) {
+        guard let colon = argument.lastIndex(of: ":"), let port = Int(argument[argument.index(after: colon)...]),
+              (0...65535).contains(port)
+        else { return nil }
+        var host = String(argument[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = port
+    }
+
+    var description: String { "\(host):\(port)" }
+}
+
+/// `tote serve`: runs the wire-protocol server with every role this build has (for now: Health
+/// and Diagnostics) until SIGINT or SIGTERM, then drains in-flight calls and exits.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the Tote server.")
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen: HostAndPort = HostAndPort(argument: "127.0.0.1:7700")!
+
+    @Option(help: "File of API keys, one 'role:key' per line (roles: storefront, operator, controller). Default: the TOTE_API_KEYS environment variable, same format, comma-separated.")
+    var apiKeysFile: String?
+
+    @Option(help: "Most client connections at once.")
+    var maxConnections: Int = 4096
+
+    @Option(help: "Most concurrent calls per connection.")
+    var maxConcurrentStreams: UInt32 = 1024
+
+    @Option(help: "Seconds graceful shutdown waits for in-flight calls.")
+    var drainTimeout: Int = 30
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "tote")
+        let keyring = try loadKeyring()
+
+        let health = HealthService(serverVersion: "tote \(Tote.version)", services: ["tote.v1.Health", "tote.v1.Diagnostics"])
+        var router = RPCRouter()
+        health.register(into: &router)
+        DiagnosticsService().register(into: &router)
+
+        let server = RPCServer(
+            configuration: .init(
+                host: listen.host,
+                port: listen.port,
+                settings: ConnectionSettings(maxConcurrentStreams: maxConcurrentStreams),
+                maxConnections: maxConnections,
+                drainTimeout: .seconds(Int64(drainTimeout))
+            ),
+            router: router,
+            keyring: keyring,
+            logger: Logger(label: "tote.rpc")
+        )
+        let address = try await server.start()
+        logger.info("tote serving", metadata: [
+            "address": "\(address)", "api_keys": "\(keyring.count)", "version": "\(Tote.version)",
+        ])
+        // Print the bound port on stdout for scripts that start tote on port 0.
+        FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? listen.host):\(address.port ?? listen.port)\n".utf8))
+
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            health.markAllNotServing()
+        }
+        logger.info("tote stopped")
+    }
+
+    private func loadKeyring() throws -> APIKeyring {
+        let text: String
+        let source: String
+        if let apiKeysFile {
+            do {
+                text = try String(contentsOfFile: apiKeysFile, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read API keys file \(apiKeysFile): \(error.localizedDescription)")
+            }
+            source = apiKeysFile
+        } else if let env = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] {
+            text = env
+            source = "TOTE_API_KEYS"
+        } else {
+            throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS (e.g. 'storefront:<key>,operator:<key>')")
+        }
+        let keyring: APIKeyring
+        do {
+            keyring = try APIKeyring(parsing: text)
+        } catch {
+            throw ValidationError("\(source): \(error)")
+        }
+        guard !keyring.isEmpty else { throw ValidationError("\(source) holds no API keys") }
+        return keyring
+    }
+}
+
+/// `tote health`: calls tote.v1.Health/Check with the Swift client and prints the status.
+struct HealthCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "health", abstract: "Check a server's health.")
+
+    @Option(help: "Server address, HOST:PORT.")
+    var server: HostAndPort = HostAndPort(argument: "127.0.0.1:7700")!
+
+    @Option(help: "API key (default: the TOTE_API_KEY environment variable).")
+    var apiKey: String?
+
+    @Option(help: "Service to check; empty for the whole server.")
+    var service: String = ""
+
+    @Option(help: "Timeout in milliseconds.")
+    var timeoutMs: Int = 2000
+
+    func run() async throws {
+        let key = apiKey ?? ProcessInfo.processInfo.environment["TOTE_API_KEY"] ?? ""
+        do {
+            let connection = try await ClientConnection.connect(
+                host: server.host, port: server.port,
+                configuration: .init(apiKey: key, connectTimeout: .milliseconds(Int64(timeoutMs)))
+            )
+            var request = Tote_V1_HealthCheckRequest()
+            request.service = service
+            let response = try await connection.unary(Health.check, request, options: CallOptions(timeout: .milliseconds(timeoutMs)))
+            await connection.close()
+            print("\(Self.name(of: response.status)) (server \(response.serverVersion))")
+            if response.status != .serving { throw ExitCode(1) }
+        } catch let error as RPCError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(error.code == .unavailable ? 3 : 2)
+        }
+    }
+}
+
+extension HealthCheck {
+    static func name(of status: Tote_V1_HealthCheckResponse.ServingStatus) -> String {
+        switch status {
+        case .serving: "SERVING"
+        case .notServing: "NOT_SERVING"
+        case .serviceUnknown: "SERVICE_UNKNOWN"
+        case .unspecified, .UNRECOGNIZED: "UNKNOWN"
+        }
+    }
+}
+
+/// `tote version`.
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() { print("tote \(Tote.version)") }
+}
