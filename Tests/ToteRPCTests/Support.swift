@@ -32,6 +32,8 @@ struct TestOnlyService: RPCService {
     static let ping = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(service: descriptor, name: "Ping", kind: .unary)
     static let slow = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
         service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Wait", kind: .unary)
+    static let hold = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
+        service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Hold", kind: .unary)
     static let crash = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
         service: ServiceDescriptor(name: "tote.test.Crash", roles: Set(Role.allCases)), name: "Throw", kind: .unary)
     let probe: Probe
@@ -54,6 +56,14 @@ struct TestOnlyService: RPCService {
             }
             probe.finished()
             return Tote_V1_EchoResponse()
+        })
+        router.register(Self.hold, unary: { [probe] request, _ in
+            probe.started()
+            try await Task.sleep(for: .microseconds(Int64(request.delayMicros)))
+            probe.finished()
+            var response = Tote_V1_EchoResponse()
+            response.payload = request.payload
+            return response
         })
         router.register(Self.crash, unary: { _, _ in throw SecretError() })
     }
@@ -187,6 +197,16 @@ final class RawConnection: Sendable {
         headers.authToken = key
         return Frame(type: .headers, flags: endStream ? .endStream : [], streamID: stream, payload: try! headers.serializedBuffer())
     }
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
+func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
 }
 
 /// A lock-protected value shared between concurrent test tasks.

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -59,28 +60,37 @@ public final class ClientConnection: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> ClientConnection {
         let health = ConnectionHealth()
+        // The handler is installed before the socket connects, so that nothing the server sends
+        // first (SETTINGS, or GOAWAY when it is full) can arrive before the handler is there.
+        let installed = NIOLockedValueBox<(NIOLoopBound<ClientConnectionHandler>, EventLoopPromise<Void>)?>(nil)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(configuration.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let ready = channel.eventLoop.makePromise(of: Void.self)
+                        let handler = ClientConnectionHandler(
+                            settings: configuration.settings,
+                            keepaliveInterval: configuration.keepaliveInterval,
+                            keepaliveTimeout: configuration.keepaliveTimeout,
+                            readyPromise: ready,
+                            health: health
+                        )
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        installed.withLockedValue { $0 = (NIOLoopBound(handler, eventLoop: channel.eventLoop), ready) }
+                    }
+                }
                 .connect(host: host, port: port)
                 .get()
         } catch {
             throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
         }
-        let ready = channel.eventLoop.makePromise(of: Void.self)
-        let handler = ClientConnectionHandler(
-            settings: configuration.settings,
-            keepaliveInterval: configuration.keepaliveInterval,
-            keepaliveTimeout: configuration.keepaliveTimeout,
-            readyPromise: ready,
-            health: health
-        )
-        let loopBound = try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(handler)
-            return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-        }.get()
+        guard let (loopBound, ready) = installed.withLockedValue({ $0 }) else {
+            channel.close(promise: nil)
+            throw RPCError(.internal, "connection handler was not installed")
+        }
         let timeout = channel.eventLoop.scheduleTask(in: configuration.connectTimeout) {
             ready.fail(RPCError(.unavailable, "no SETTINGS from \(host):\(port) within the connect timeout"))
         }
