@@ -20,6 +20,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tote", targets: ["tote"]),
+        .library(name: "ToteWire", targets: ["ToteWire"]),
         .library(name: "ToteRPC", targets: ["ToteRPC"]),
         .library(name: "ToteAPI", targets: ["ToteAPI"]),
     ],

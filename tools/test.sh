@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The README's test command, and what CI runs (.ci/run): every test Tote has.
+#   1. system packages (tools/setup.sh)
+#   2. the committed protobuf code matches a fresh generation
+#   3. the Swift test suites (unit tests with no I/O; integration tests over real sockets)
+#   4. the C client (protobuf-c) against a live `tote serve`
+#   5. the frame-decoder fuzzer for a bounded time (TOTE_FUZZ_SECONDS, default 60)
+# Exits non-zero if any step fails; the last line says how many steps passed and failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+passed=0; failed=0; failures=()
+
+step() { # name, command...
+  local name=$1; shift
+  echo; echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "=== $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+swift_tests() {
+  swift build --build-tests && swift test --skip-build
+}
+
+c_client_against_live_server() {
+  swift build --product tote || return 1
+  local bin; bin="$(swift build --show-bin-path)/tote"
+  local log; log=$(mktemp)
+  export TOTE_TEST_STOREFRONT_KEY="ci-storefront-key-0001"
+  TOTE_API_KEYS="storefront:$TOTE_TEST_STOREFRONT_KEY,operator:ci-operator-key-00001" \
+    "$bin" serve --listen 127.0.0.1:0 --log-level warning >"$log" 2>&1 &
+  local pid=$!
+  local address=""
+  for _ in $(seq 1 100); do
+    address=$(sed -n 's/^listening on //p' "$log" | head -n 1)
+    [ -n "$address" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$address" ]; then echo "tote serve did not start:"; cat "$log"; kill "$pid" 2>/dev/null; return 1; fi
+  echo "tote serve listening on $address"
+  local status=0
+  TOTE_TEST_ADDR="$address" tools/c-client-test.sh || status=1
+  # Graceful shutdown must finish promptly and cleanly.
+  kill -TERM "$pid"
+  local waited=0
+  while kill -0 "$pid" 2>/dev/null && [ $waited -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
+  if kill -0 "$pid" 2>/dev/null; then echo "tote serve did not stop within 10 s of SIGTERM"; kill -9 "$pid"; status=1; fi
+  wait "$pid" || { echo "tote serve exited with status $? after SIGTERM"; status=1; }
+  rm -f "$log"
+  return $status
+}
+
+step "system packages" tools/setup.sh
+step "generated protobuf code is current" tools/generate-protos.sh --check
+step "Swift tests" swift_tests
+step "C client against a live server" c_client_against_live_server
+step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "test steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
