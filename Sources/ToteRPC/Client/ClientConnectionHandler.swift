@@ -55,7 +55,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private var state: ClientConnectionStateMachine
-    private var inbound = ByteBuffer()
+    private let io = FrameIO()
     private var context: ChannelHandlerContext?
     private var readyPromise: EventLoopPromise<Void>?
     private var calls: [UInt64: Call] = [:]
@@ -66,7 +66,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private let keepaliveInterval: TimeAmount
     let health: ConnectionHealth
     private var closed = false
-    private var flushScheduled = false
 
     init(settings: ConnectionSettings, keepaliveInterval: TimeAmount, keepaliveTimeout: TimeAmount, readyPromise: EventLoopPromise<Void>, health: ConnectionHealth) {
         self.state = ClientConnectionStateMachine(settings: settings)
@@ -80,6 +79,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        io.attach(context)
         if context.channel.isActive { activate(context: context) }
     }
 
@@ -111,10 +111,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        if inbound.readableBytes == 0 { inbound = bytes } else { inbound.writeBuffer(&bytes) }
+        io.append(&bytes)
         keepalive.receivedData()
         loop: while !closed {
-            switch state.receive(&inbound) {
+            switch state.receive(&io.inbound) {
             case .needMoreData:
                 break loop
             case .none:
@@ -141,11 +141,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 return
             }
         }
-        if inbound.readableBytes == 0 { inbound.clear() } else if inbound.readerIndex > 64 * 1024 { inbound.discardReadBytes() }
+        io.compactInbound()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        io.flushIfNeeded()
         context.fireChannelReadComplete()
     }
 
@@ -195,12 +195,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             if var request = call.request {
                 call.request = nil
                 _ = state.reserveOutboundMessage(on: id)  // a new stream always has credit for one
-                var buffer = context!.channel.allocator.buffer(capacity: 2 * Frame.headerSize + headers.readableBytes + request.readableBytes)
+                var buffer = io.allocator.buffer(capacity: 2 * Frame.headerSize + headers.readableBytes + request.readableBytes)
                 FrameEncoder.writeHeader(type: .headers, flags: [], streamID: id, length: headers.readableBytes, into: &buffer)
                 buffer.writeBuffer(&headers)
                 FrameEncoder.writeHeader(type: .message, flags: .endStream, streamID: id, length: request.readableBytes, into: &buffer)
                 buffer.writeBuffer(&request)
-                context!.write(wrapOutboundOut(buffer), promise: nil)
+                io.write(buffer)
             } else {
                 write(Frame(type: .headers, streamID: id, payload: headers))
                 call.opened?.resume()
@@ -411,9 +411,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         case .none:
             break
         case .sendPing(let counter):
-            var payload = ByteBuffer()
-            payload.writeInteger(counter)
-            write(Frame(type: .ping, streamID: 0, payload: payload))
+            write(FrameIO.ping(counter))
             scheduleFlush()
         case .timedOut:
             abort(ConnectionError(.timeout, "no PING reply from the server"))
@@ -423,21 +421,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     // MARK: Writing
 
     private func write(_ frame: Frame) {
-        guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
-        FrameEncoder.write(frame, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        io.write(frame)
     }
 
-    /// Coalesces flushes of writes made from call tasks into one per event-loop tick.
     private func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
-        flushScheduled = true
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let handler = loopBound.value
-            handler.flushScheduled = false
-            handler.context?.flush()
-        }
+        io.scheduleFlush()
     }
 }

@@ -38,7 +38,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private var state: ServerConnectionStateMachine
-    private var inbound = ByteBuffer()
+    private let io = FrameIO()
     private let router: RPCRouter
     private let keyring: APIKeyring
     private let configuration: Configuration
@@ -48,8 +48,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var partialFrameTimer: Scheduled<Void>?
     private var keepaliveTask: RepeatedTask?
     private var keepalive: KeepaliveStateMachine
-    private var flushScheduled = false
-    private var needsFlush = false
     private var remoteAddress = "unknown"
     private var closing = false
 
@@ -69,6 +67,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        io.attach(context)
         if context.channel.isActive { start(context: context) }
     }
 
@@ -104,20 +103,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        if inbound.readableBytes == 0 {
-            inbound = bytes
-        } else {
-            inbound.writeBuffer(&bytes)
-        }
+        io.append(&bytes)
         keepalive.receivedData()
         processInbound(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        io.flushIfNeeded()
         context.fireChannelReadComplete()
     }
 
@@ -138,7 +130,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func processInbound(context: ChannelHandlerContext) {
         loop: while !closing {
-            switch state.receive(&inbound) {
+            switch state.receive(&io.inbound) {
             case .needMoreData:
                 break loop
             case .none:
@@ -169,14 +161,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 return
             }
         }
-        if inbound.readableBytes == 0 {
-            inbound.clear()
+        io.compactInbound()
+        if io.inbound.readableBytes == 0 {
             if state.isEstablished {
                 partialFrameTimer?.cancel()
                 partialFrameTimer = nil
             }
         } else {
-            if inbound.readerIndex > 64 * 1024 { inbound.discardReadBytes() }
             if partialFrameTimer == nil {
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 partialFrameTimer = context.eventLoop.scheduleTask(in: configuration.partialFrameTimeout) {
@@ -391,14 +382,14 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         failWriters(call, RPCError(.cancelled, "the call has ended"))
         switch outcome {
         case .success(let response):
-            var buffer = context!.channel.allocator.buffer(capacity: 2 * Frame.headerSize + (response?.readableBytes ?? 0))
+            var buffer = io.allocator.buffer(capacity: 2 * Frame.headerSize + (response?.readableBytes ?? 0))
             if var response {
                 _ = state.reserveOutboundMessage(on: id)  // the first message always has credit
                 FrameEncoder.writeHeader(type: .message, flags: [], streamID: id, length: response.readableBytes, into: &buffer)
                 buffer.writeBuffer(&response)
             }
             FrameEncoder.writeHeader(type: .status, flags: [], streamID: id, length: 0, into: &buffer)
-            context!.write(wrapOutboundOut(buffer), promise: nil)
+            io.write(buffer)
             scheduleFlush()
         case .failure(let error):
             writeStatus(id, error.callStatus)
@@ -473,8 +464,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let error: ConnectionError
         if !state.isEstablished {
             error = ConnectionError(.timeout, "no connection preface and SETTINGS within \(seconds)")
-        } else if inbound.readableBytes > 0 {
-            error = ConnectionError(.timeout, "incomplete frame: \(state.missingBytes(in: inbound)) more bytes did not arrive within \(seconds)")
+        } else if io.inbound.readableBytes > 0 {
+            error = ConnectionError(.timeout, "incomplete frame: \(state.missingBytes(in: io.inbound)) more bytes did not arrive within \(seconds)")
         } else {
             return
         }
@@ -487,9 +478,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         case .none:
             break
         case .sendPing(let counter):
-            var payload = ByteBuffer()
-            payload.writeInteger(counter)
-            writeAndScheduleFlush(Frame(type: .ping, streamID: 0, payload: payload))
+            writeAndScheduleFlush(FrameIO.ping(counter))
         case .timedOut:
             let error = ConnectionError(.timeout, "no PING reply within \(Self.formatMicros(configuration.keepaliveTimeout.nanoseconds / 1000))")
             closeWithGoAway(state.abort(error), error)
@@ -499,11 +488,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     // MARK: Writing
 
     private func write(_ frame: Frame) {
-        guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
-        FrameEncoder.write(frame, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
-        needsFlush = true
+        io.write(frame)
     }
 
     private func writeStatus(_ id: StreamID, _ status: Tote_V1_CallStatus) {
@@ -516,18 +501,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         scheduleFlush()
     }
 
-    /// Coalesces flushes: every write made from a handler task during one event-loop tick goes
-    /// out in a single flush (one syscall) at the end of that tick.
     private func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
-        flushScheduled = true
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let handler = loopBound.value
-            handler.flushScheduled = false
-            handler.needsFlush = false
-            handler.context?.flush()
-        }
+        io.scheduleFlush()
     }
 
     // MARK: Helpers
