@@ -131,10 +131,10 @@ public struct ClientConnectionStateMachine: Sendable {
         }
     }
 
-    private func ignoreOrFail(_ frame: Frame) -> InboundAction {
+    private mutating func ignoreOrFail(_ frame: Frame) -> InboundAction {
         frame.streamID < nextStreamID
             ? .none
-            : .closeWithError(ConnectionError(.protocolError, "\(frame.type) on stream \(frame.streamID), which was never opened"))
+            : fail(ConnectionError(.protocolError, "\(frame.type) on stream \(frame.streamID), which was never opened"))
     }
 
     private mutating func fail(_ error: ConnectionError) -> InboundAction {
@@ -157,7 +157,7 @@ public struct ClientConnectionStateMachine: Sendable {
             break
         }
         guard streams.count < Int(peerSettings.maxConcurrentStreams) else { return .wait }
-        guard nextStreamID < StreamID(Int32.max) else {
+        guard nextStreamID <= StreamID.maximum else {
             state = .goingAway(lastStreamID: nextStreamID - 1)
             return .refused("stream ids on this connection are exhausted")
         }
@@ -165,6 +165,12 @@ public struct ClientConnectionStateMachine: Sendable {
         nextStreamID += 1
         streams.open(id, peerWindow: peerSettings.initialWindow)
         return .opened(id)
+    }
+
+    /// The limit a message of `size` bytes breaks on the way to the server (its MAX_FRAME_SIZE),
+    /// or nil if it may be sent.
+    public func frameLimitExceeded(by size: Int) -> UInt32? {
+        size > Int(peerSettings.maxFrameSize) ? peerSettings.maxFrameSize : nil
     }
 
     /// Consumes one unit of outbound credit for a request message, if there is any.

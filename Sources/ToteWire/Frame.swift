@@ -48,8 +48,13 @@ public struct FrameFlags: OptionSet, Sendable, Hashable {
     public static let ack = FrameFlags(rawValue: 0x1)
 }
 
-/// A stream identifier. 0 addresses the connection; calls use 1...`StreamID.max`, strictly increasing.
+/// A stream identifier. 0 addresses the connection; calls use 1...``StreamID/maximum``, strictly increasing.
 public typealias StreamID = UInt32
+
+extension StreamID {
+    /// The highest stream id a call may use (2^31 - 1); a client that reaches it opens a new connection.
+    public static let maximum: StreamID = 0x7FFF_FFFF
+}
 
 /// One frame of the Tote wire protocol: a fixed 10-byte header and a payload.
 ///

@@ -14,6 +14,7 @@ public struct KeepaliveStateMachine: Sendable {
     /// Nanoseconds without a PING reply after which the connection is declared dead.
     public let timeoutNanoseconds: Int64
     private var sawActivitySinceTick = false
+    private var sawActivitySincePing = false
     private var pingSentAt: Int64?
     private var pingCounter: UInt64 = 0
 
@@ -24,12 +25,25 @@ public struct KeepaliveStateMachine: Sendable {
     /// Bytes arrived from the peer (any frame proves it is alive).
     public mutating func receivedData() {
         sawActivitySinceTick = true
+        sawActivitySincePing = true
     }
 
     /// The peer acknowledged a PING.
     public mutating func receivedPingAck() {
         pingSentAt = nil
         sawActivitySinceTick = true
+        sawActivitySincePing = true
+    }
+
+    /// Called `timeout` after a PING was sent: whether the peer has stayed silent since, so the
+    /// connection is dead. (Any bytes from the peer count as proof of life, not only the ACK.)
+    public mutating func pingTimedOut(now: Int64) -> Bool {
+        guard let sentAt = pingSentAt else { return false }
+        if sawActivitySincePing {
+            pingSentAt = nil
+            return false
+        }
+        return now - sentAt >= timeoutNanoseconds
     }
 
     /// Called periodically; says whether to ping or give up.
@@ -42,6 +56,7 @@ public struct KeepaliveStateMachine: Sendable {
         guard !sawActivitySinceTick else { return .none }
         pingCounter &+= 1
         pingSentAt = now
+        sawActivitySincePing = false
         return .sendPing(pingCounter)
     }
 }

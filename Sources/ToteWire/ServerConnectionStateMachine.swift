@@ -167,6 +167,9 @@ public struct ServerConnectionStateMachine: Sendable {
         guard id > highestStreamID else {
             return fail(ConnectionError(.protocolError, "HEADERS on stream \(id): stream ids must increase (last was \(highestStreamID))"))
         }
+        guard id <= StreamID.maximum else {
+            return fail(ConnectionError(.protocolError, "stream id \(id) exceeds the maximum \(StreamID.maximum)"))
+        }
         highestStreamID = id
         if case .draining = state {
             return .rejectCall(id, RPCError(.unavailable, "server is shutting down; retry the call on a new connection"))
@@ -221,6 +224,12 @@ public struct ServerConnectionStateMachine: Sendable {
         streams.reserveOutbound(on: id)
     }
 
+    /// The limit a message of `size` bytes breaks on the way to the client (its MAX_FRAME_SIZE),
+    /// or nil if it may be sent.
+    public func frameLimitExceeded(by size: Int) -> UInt32? {
+        size > Int(peerSettings.maxFrameSize) ? peerSettings.maxFrameSize : nil
+    }
+
     /// The handler consumed `count` request messages: returns the WINDOW_UPDATE to write, if any.
     public mutating func consumedInbound(_ count: UInt32, on id: StreamID) -> Frame? {
         streams.consumedInbound(count, on: id)
@@ -237,7 +246,11 @@ public struct ServerConnectionStateMachine: Sendable {
     /// Calls already open run to completion; later ones are refused with UNAVAILABLE.
     public mutating func beginDrain(message: String = "server shutting down") -> Frame? {
         switch state {
-        case .active, .awaitingSettings, .awaitingPreface:
+        case .awaitingSettings, .awaitingPreface:
+            // Nothing to drain yet: say goodbye and close.
+            state = .closed
+            return .goAway(lastStreamID: 0, .noError, message)
+        case .active:
             state = .draining(lastStreamID: highestStreamID)
             return .goAway(lastStreamID: highestStreamID, .noError, message)
         case .draining, .closed:

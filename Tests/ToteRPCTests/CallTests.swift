@@ -193,9 +193,14 @@ struct CallTests {
         #expect(bad == RPCError(.unauthenticated, "invalid API key"))
 
         let denied = await expectRPCError { _ = try await storefront.unary(TestOnlyService.ping, echoRequest("")) }
-        #expect(denied == RPCError(.permissionDenied, "role 'storefront' may not call tote.test.OperatorOnly (allowed: operator)"))
+        #expect(denied == RPCError(.permissionDenied, "role 'storefront' may not call tote.test.OperatorOnly/Ping (allowed: operator)"))
         let allowed = try await storefront.unary(TestOnlyService.ping, echoRequest(""), options: CallOptions(apiKey: Keys.operator))
         #expect(allowed.payload == Data("operator".utf8))
+
+        // A method may narrow its service's roles.
+        let narrowed = await expectRPCError { _ = try await storefront.unary(TestOnlyService.audit, echoRequest("")) }
+        #expect(narrowed == RPCError(.permissionDenied, "role 'storefront' may not call tote.test.Slow/Audit (allowed: operator)"))
+        #expect(try await storefront.unary(TestOnlyService.audit, echoRequest("ok"), options: CallOptions(apiKey: Keys.operator)).payload == Data("ok".utf8))
         await server.stop()
     }
 

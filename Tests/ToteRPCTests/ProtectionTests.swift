@@ -275,3 +275,100 @@ struct LifecycleTests {
         await second.stop()
     }
 }
+
+@Suite("Limits on what each side sends", .timeLimit(.minutes(2)))
+struct SendLimitTests {
+    @Test("a response larger than the client's MAX_FRAME_SIZE fails with RESOURCE_EXHAUSTED, not a broken connection")
+    func responseOverClientLimit() async throws {
+        let server = try await TestServer.start()
+        let connection = try await server.connect(settings: ConnectionSettings(maxFrameSize: 16 * 1024))
+        let error = await expectRPCError { _ = try await connection.unary(Diagnostics.echo, echoRequest(String(repeating: "x", count: 20_000))) }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.hasSuffix("bytes exceeds the client's MAX_FRAME_SIZE 16384") == true)
+        #expect(try await connection.unary(Diagnostics.echo, echoRequest("small")).payload == Data("small".utf8))
+        await server.stop()
+    }
+
+    @Test("a request larger than the server's MAX_FRAME_SIZE fails locally and the connection stays up")
+    func requestOverServerLimit() async throws {
+        let server = try await TestServer.start { $0.settings.maxFrameSize = 16 * 1024 }
+        let connection = try await server.connect()
+        let error = await expectRPCError { _ = try await connection.unary(Diagnostics.echo, echoRequest(String(repeating: "y", count: 20_000))) }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.hasSuffix("exceed the server's MAX_FRAME_SIZE 16384") == true)
+        let streamed = await expectRPCError {
+            _ = try await connection.clientStreaming(Diagnostics.collect) { writer in
+                try await writer.write(echoRequest(String(repeating: "z", count: 20_000)))
+            }
+        }
+        #expect(streamed?.code == .resourceExhausted)
+        #expect(connection.isUsable)
+        #expect(try await connection.unary(Diagnostics.echo, echoRequest("fits")).payload == Data("fits".utf8))
+        await server.stop()
+    }
+
+    @Test("a steady sender whose reads end mid-frame is not mistaken for a slowloris")
+    func partialFrameTimerRestarts() async throws {
+        let server = try await TestServer.start { $0.partialFrameTimeout = .milliseconds(300) }
+        let raw = try await RawConnection(port: server.port)
+        try await raw.handshake()
+        var stream = ByteBuffer()
+        for index in 0..<14 {
+            var payload = ByteBuffer()
+            payload.writeInteger(UInt64(index))
+            FrameEncoder.write(Frame(type: .ping, streamID: 0, payload: payload), into: &stream)
+        }
+        // Every write ends 5 bytes into the next frame; one write per 100 ms for 1.3 s.
+        var sent = 0
+        while stream.readableBytes > 0 {
+            let length = min(stream.readableBytes, sent == 0 ? 23 : 18)
+            try await raw.send(stream.readBytes(length: length)!)
+            sent += 1
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(!raw.isClosed, "frames kept completing: the connection must stay open")
+        #expect(await raw.wait { frames, _ in frames.filter { $0.type == .ping && $0.flags.contains(.ack) }.count == 14 })
+        raw.close()
+        await server.stop()
+    }
+
+    @Test("an unanswered PING closes the connection at the keepalive timeout, not at the next interval")
+    func keepaliveTimeoutIsPrompt() async throws {
+        let server = try await TestServer.start {
+            $0.keepaliveInterval = .seconds(1)
+            $0.keepaliveTimeout = .milliseconds(100)
+        }
+        let raw = try await RawConnection(port: server.port)
+        try await raw.handshake()
+        let start = ContinuousClock.now
+        let goAway = await raw.goAwayAndClose(timeout: .seconds(5))
+        #expect(goAway?.code == .timeout)
+        // The handshake counts as activity, so the first idle tick (2 s) sends the PING and the
+        // GOAWAY follows ~100 ms later; checking only at ticks would take until the 3 s tick.
+        #expect(ContinuousClock.now - start < .milliseconds(2700))
+        await server.stop()
+    }
+
+    @Test("handlers falling behind cannot make a connection buffer without bound: RESOURCE_EXHAUSTED")
+    func inboundBudget() async throws {
+        let server = try await TestServer.start {
+            $0.maxBufferedInboundBytes = 8 * 1024
+            $0.settings.initialWindow = 1000
+        }
+        let connection = try await server.connect()
+        let error = await expectRPCError {
+            _ = try await connection.clientStreaming(TestOnlyService.stall) { writer in
+                for _ in 0..<200 { try await writer.write(echoRequest(String(repeating: "b", count: 1024))) }
+            }
+        }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.quotaFailure?.violations.first?.subject == "max_buffered_inbound_bytes")
+        // Only that call failed, and its bytes went back to the budget: the connection serves on.
+        #expect(connection.isUsable)
+        let result = try await connection.clientStreaming(Diagnostics.collect) { writer in
+            for _ in 0..<4 { try await writer.write(echoRequest(String(repeating: "c", count: 1024))) }
+        }
+        #expect(result.messageCount == 4)
+        await server.stop()
+    }
+}

@@ -34,6 +34,12 @@ struct TestOnlyService: RPCService {
         service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Wait", kind: .unary)
     static let hold = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
         service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Hold", kind: .unary)
+    /// On a service every role may call, a method only operators may call.
+    static let audit = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
+        service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Audit", kind: .unary, roles: [.operator])
+    /// Client streaming: reads one message, then stops consuming.
+    static let stall = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_CollectResponse>(
+        service: ServiceDescriptor(name: "tote.test.Slow", roles: Set(Role.allCases)), name: "Stall", kind: .clientStreaming)
     static let crash = MethodDescriptor<Tote_V1_EchoRequest, Tote_V1_EchoResponse>(
         service: ServiceDescriptor(name: "tote.test.Crash", roles: Set(Role.allCases)), name: "Throw", kind: .unary)
     let probe: Probe
@@ -66,6 +72,17 @@ struct TestOnlyService: RPCService {
             return response
         })
         router.register(Self.crash, unary: { _, _ in throw SecretError() })
+        router.register(Self.stall, clientStreaming: { requests, _ in
+            var iterator = requests.makeAsyncIterator()
+            _ = try await iterator.next()
+            try await Task.sleep(for: .seconds(30))
+            return Tote_V1_CollectResponse()
+        })
+        router.register(Self.audit, unary: { request, _ in
+            var response = Tote_V1_EchoResponse()
+            response.payload = request.payload
+            return response
+        })
     }
 }
 

@@ -280,3 +280,49 @@ struct ServerStateMachineTests {
         #expect(harness.buffer.readableBytes == 0)
     }
 }
+
+@Suite("Server state machine: edges")
+struct ServerStateMachineEdgeTests {
+    @Test("draining before the handshake completes just closes")
+    func drainDuringHandshake() throws {
+        var harness = ServerHarness(handshake: false)
+        harness.feed(Array(ConnectionPreface.bytes.prefix(4)))
+        _ = harness.drain()
+        let frame = harness.machine.beginDrain()
+        let drained = harness.machine.isDrained
+        #expect(frame?.type == .goAway)
+        #expect(drained)
+    }
+
+    @Test("stream ids above 2^31 - 1 are a protocol error")
+    func streamIDCeiling() {
+        var harness = ServerHarness()
+        #expect(harness.open(StreamID.maximum).first?.isOpen == true)
+        #expect(harness.open(StreamID.maximum + 1).first?.connectionError?.message == "stream id 2147483648 exceeds the maximum 2147483647")
+    }
+
+    @Test("a message over the client's MAX_FRAME_SIZE is flagged before sending")
+    func sendLimit() {
+        let harness = ServerHarness()
+        #expect(harness.machine.frameLimitExceeded(by: 4 * 1024 * 1024) == nil)
+        #expect(harness.machine.frameLimitExceeded(by: 4 * 1024 * 1024 + 1) == UInt32(4 * 1024 * 1024))
+    }
+}
+
+@Suite("Keepalive timeout")
+struct KeepaliveTimeoutTests {
+    @Test("the timeout check fires only if the peer stayed silent since the PING")
+    func check() {
+        var keepalive = KeepaliveStateMachine(timeoutNanoseconds: 100)
+        #expect(keepalive.tick(now: 0) == .sendPing(1))
+        let early = keepalive.pingTimedOut(now: 50)
+        let late = keepalive.pingTimedOut(now: 100)
+        #expect(!early)
+        #expect(late)
+        var answered = KeepaliveStateMachine(timeoutNanoseconds: 100)
+        _ = answered.tick(now: 0)
+        answered.receivedData()
+        let alive = answered.pingTimedOut(now: 500)
+        #expect(!alive)
+    }
+}

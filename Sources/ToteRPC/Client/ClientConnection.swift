@@ -229,9 +229,15 @@ public final class ClientConnection: Sendable {
                 },
                 finish: { eventLoop.execute { handler.value.halfClose(handle) } }
             )
-            let source = RawMessageSource(messages: stream, consumed: { eventLoop.execute { handler.value.consumed(handle) } })
+            let source = RawMessageSource(messages: stream, consumed: { _ in eventLoop.execute { handler.value.consumed(handle) } })
             do {
-                let result = try await body(writer, source)
+                let result: Result
+                do {
+                    result = try await body(writer, source)
+                } catch let error as RPCError where handle.failure != nil {
+                    // A write failed because the server already ended the call: report its status.
+                    throw handle.failure ?? error
+                }
                 // Anything the caller did not wait for is abandoned (no-op if the call already ended).
                 eventLoop.execute { handler.value.cancel(handle, RPCError(.cancelled, "the caller stopped reading")) }
                 return result

@@ -7,11 +7,16 @@ import ToteWire
 final class ClientCallHandle: Sendable {
     let id: UInt64
     private let cancelled = Mutex(false)
+    private let outcome = Mutex<RPCError?>(nil)
 
     init(id: UInt64) { self.id = id }
 
     var isCancelled: Bool { cancelled.withLock { $0 } }
     func markCancelled() { cancelled.withLock { $0 = true } }
+
+    /// How the call ended, when it ended with an error: what a later write reports.
+    var failure: RPCError? { outcome.withLock { $0 } }
+    func recordFailure(_ error: RPCError) { outcome.withLock { if $0 == nil { $0 = error } } }
 }
 
 /// Whether a connection still takes new calls; read by any thread, written by the event loop.
@@ -64,6 +69,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var keepalive: KeepaliveStateMachine
     private var keepaliveTask: RepeatedTask?
     private let keepaliveInterval: TimeAmount
+    private let keepaliveTimeout: TimeAmount
     let health: ConnectionHealth
     private var closed = false
 
@@ -71,6 +77,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         self.state = ClientConnectionStateMachine(settings: settings)
         self.readyPromise = readyPromise
         self.keepaliveInterval = keepaliveInterval
+        self.keepaliveTimeout = keepaliveTimeout
         self.keepalive = KeepaliveStateMachine(timeoutNanoseconds: keepaliveTimeout.nanoseconds)
         self.health = health
     }
@@ -187,6 +194,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private func open(_ call: Call) {
+        for (what, size) in [("call headers", call.headers.readableBytes), ("request", call.request?.readableBytes ?? 0)] {
+            if let limit = state.frameLimitExceeded(by: size) {
+                return complete(call, error: RPCError(.resourceExhausted, "\(what) of \(size) bytes exceed the server's MAX_FRAME_SIZE \(limit)"))
+            }
+        }
         switch state.openStream() {
         case .opened(let id):
             call.streamID = id
@@ -230,7 +242,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     /// Sends a request message on a streaming call, waiting for credit if needed.
     func send(_ handle: ClientCallHandle, _ payload: ByteBuffer, continuation: CheckedContinuation<Void, any Error>) {
         guard let call = calls[handle.id], let id = call.streamID else {
-            return continuation.resume(throwing: RPCError(.cancelled, "the call has ended"))
+            return continuation.resume(throwing: handle.failure ?? RPCError(.cancelled, "the call has ended"))
+        }
+        if let limit = state.frameLimitExceeded(by: payload.readableBytes) {
+            return continuation.resume(throwing: RPCError(.resourceExhausted, "request of \(payload.readableBytes) bytes exceeds the server's MAX_FRAME_SIZE \(limit)"))
         }
         guard call.waitingWriters.isEmpty else { return call.waitingWriters.append((payload, continuation)) }
         switch state.reserveOutboundMessage(on: id) {
@@ -314,6 +329,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private func complete(_ call: Call, error: RPCError?) {
         guard !call.finished else { return }
         call.finished = true
+        if let error { call.handle.recordFailure(error) }
         call.deadlineTimer?.cancel()
         calls.removeValue(forKey: call.handle.id)
         if let id = call.streamID { callsByStream.removeValue(forKey: id) }
@@ -413,9 +429,18 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         case .sendPing(let counter):
             write(FrameIO.ping(counter))
             scheduleFlush()
+            if let context {
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: keepaliveTimeout) { loopBound.value.keepaliveTimeoutCheck() }
+            }
         case .timedOut:
             abort(ConnectionError(.timeout, "no PING reply from the server"))
         }
+    }
+
+    private func keepaliveTimeoutCheck() {
+        guard !closed, keepalive.pingTimedOut(now: Int64(NIODeadline.now().uptimeNanoseconds)) else { return }
+        abort(ConnectionError(.timeout, "no PING reply from the server"))
     }
 
     // MARK: Writing

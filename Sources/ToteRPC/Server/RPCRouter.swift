@@ -19,6 +19,7 @@ public struct RPCRouter: Sendable {
     struct Route: Sendable {
         let service: ServiceDescriptor
         let kind: CallKind
+        let roles: Set<Role>
         let handler: Handler
     }
 
@@ -31,9 +32,9 @@ public struct RPCRouter: Sendable {
 
     func route(for method: String) -> Route? { routes[method] }
 
-    private mutating func add(_ fullName: String, _ service: ServiceDescriptor, _ kind: CallKind, _ handler: Handler) {
-        precondition(routes[fullName] == nil, "method \(fullName) registered twice")
-        routes[fullName] = Route(service: service, kind: kind, handler: handler)
+    private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler) {
+        precondition(routes[method.fullName] == nil, "method \(method.fullName) registered twice")
+        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler)
     }
 
     /// Registers a unary method: one request, one response.
@@ -42,7 +43,7 @@ public struct RPCRouter: Sendable {
         unary handler: @escaping @Sendable (Req, ServerContext) async throws -> Resp
     ) {
         precondition(method.kind == .unary, "\(method.fullName) is not unary")
-        add(method.fullName, method.service, .unary, .unary { bytes, context in
+        add(method, .unary { bytes, context in
             try await handler(decode(Req.self, bytes), context).serializedBuffer()
         })
     }
@@ -53,7 +54,7 @@ public struct RPCRouter: Sendable {
         serverStreaming handler: @escaping @Sendable (Req, ResponseWriter<Resp>, ServerContext) async throws -> Void
     ) {
         precondition(method.kind == .serverStreaming, "\(method.fullName) is not server-streaming")
-        add(method.fullName, method.service, .serverStreaming, .serverStreaming { bytes, sink, context in
+        add(method, .serverStreaming { bytes, sink, context in
             try await handler(decode(Req.self, bytes), ResponseWriter(sink: sink), context)
         })
     }
@@ -64,7 +65,7 @@ public struct RPCRouter: Sendable {
         clientStreaming handler: @escaping @Sendable (RequestStream<Req>, ServerContext) async throws -> Resp
     ) {
         precondition(method.kind == .clientStreaming, "\(method.fullName) is not client-streaming")
-        add(method.fullName, method.service, .clientStreaming, .clientStreaming { source, context in
+        add(method, .clientStreaming { source, context in
             try await handler(RequestStream(source: source), context).serializedBuffer()
         })
     }
@@ -75,7 +76,7 @@ public struct RPCRouter: Sendable {
         bidirectional handler: @escaping @Sendable (RequestStream<Req>, ResponseWriter<Resp>, ServerContext) async throws -> Void
     ) {
         precondition(method.kind == .bidirectionalStreaming, "\(method.fullName) is not bidirectional")
-        add(method.fullName, method.service, .bidirectionalStreaming, .bidirectional { source, sink, context in
+        add(method, .bidirectional { source, sink, context in
             try await handler(RequestStream(source: source), ResponseWriter(sink: sink), context)
         })
     }

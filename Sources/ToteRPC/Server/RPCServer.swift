@@ -26,6 +26,9 @@ public final class RPCServer: Service, Sendable {
         public var keepaliveTimeout: TimeAmount
         /// How long graceful shutdown waits for in-flight calls before closing connections anyway.
         public var drainTimeout: TimeAmount
+        /// Unconsumed request bytes per connection; a message beyond it fails its call with
+        /// RESOURCE_EXHAUSTED (streaming calls whose handlers fall behind).
+        public var maxBufferedInboundBytes: Int
 
         public init(
             host: String = "127.0.0.1",
@@ -35,7 +38,8 @@ public final class RPCServer: Service, Sendable {
             partialFrameTimeout: TimeAmount = .seconds(10),
             keepaliveInterval: TimeAmount = .seconds(30),
             keepaliveTimeout: TimeAmount = .seconds(10),
-            drainTimeout: TimeAmount = .seconds(30)
+            drainTimeout: TimeAmount = .seconds(30),
+            maxBufferedInboundBytes: Int = 64 * 1024 * 1024
         ) {
             self.host = host
             self.port = port
@@ -45,6 +49,7 @@ public final class RPCServer: Service, Sendable {
             self.keepaliveInterval = keepaliveInterval
             self.keepaliveTimeout = keepaliveTimeout
             self.drainTimeout = drainTimeout
+            self.maxBufferedInboundBytes = maxBufferedInboundBytes
         }
     }
 
@@ -89,7 +94,8 @@ public final class RPCServer: Service, Sendable {
             settings: configuration.settings,
             partialFrameTimeout: configuration.partialFrameTimeout,
             keepaliveInterval: configuration.keepaliveInterval,
-            keepaliveTimeout: configuration.keepaliveTimeout
+            keepaliveTimeout: configuration.keepaliveTimeout,
+            maxBufferedInboundBytes: configuration.maxBufferedInboundBytes
         )
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -117,17 +123,27 @@ public final class RPCServer: Service, Sendable {
         return listener.localAddress!
     }
 
-    /// Registers an accepted connection, or returns the handler that refuses it over the limit.
-    private func admit(_ channel: any Channel) -> ConnectionLimitHandler? {
+    /// Registers an accepted connection, or returns the handler that refuses it and says why.
+    private func admit(_ channel: any Channel) -> RefuseConnectionHandler? {
         let id = ObjectIdentifier(channel)
-        let admitted = state.withLock { state -> Bool in
-            guard !state.draining, state.connections.count < configuration.maxConnections else { return false }
+        enum Admission { case admitted, draining, full }
+        let admission = state.withLock { state -> Admission in
+            if state.draining { return .draining }
+            guard state.connections.count < configuration.maxConnections else { return .full }
             state.connections[id] = channel
-            return true
+            return .admitted
         }
-        guard admitted else {
+        switch admission {
+        case .admitted:
+            break
+        case .draining:
+            return RefuseConnectionHandler(code: .noError, message: "server is shutting down; connect to another instance")
+        case .full:
             logger.warning("refusing connection over the limit", metadata: ["limit": "\(configuration.maxConnections)"])
-            return ConnectionLimitHandler(limit: configuration.maxConnections)
+            return RefuseConnectionHandler(
+                code: .connectionLimit,
+                message: "server is at its limit of \(configuration.maxConnections) connections; retry later"
+            )
         }
         channel.closeFuture.whenComplete { [self] _ in
             _ = state.withLock { $0.connections.removeValue(forKey: id) }

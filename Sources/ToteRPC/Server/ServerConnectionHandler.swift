@@ -18,6 +18,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         var partialFrameTimeout: TimeAmount
         var keepaliveInterval: TimeAmount
         var keepaliveTimeout: TimeAmount
+        /// Request bytes received but not yet consumed by handlers, across all calls of the
+        /// connection. A message that would take the connection over it fails its call with
+        /// RESOURCE_EXHAUSTED. (Pausing socket reads instead would deadlock a bidirectional call
+        /// whose handler waits for the client's WINDOW_UPDATE behind the pause.)
+        var maxBufferedInboundBytes: Int
     }
 
     /// One call in progress. Touched only on the event loop.
@@ -30,6 +35,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         var inbound: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
         var deadlineTimer: Scheduled<Void>?
         var waitingWriters: [(ByteBuffer, CheckedContinuation<Void, any Error>)] = []
+        /// Request bytes delivered to the handler's stream and not yet consumed.
+        var bufferedBytes = 0
 
         init(route: RPCRouter.Route, serverContext: ServerContext) {
             self.route = route
@@ -50,9 +57,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var keepalive: KeepaliveStateMachine
     private var remoteAddress = "unknown"
     private var closing = false
+    /// Unconsumed request bytes across this connection's calls.
+    private var bufferedInboundBytes = 0
 
-    /// Encoded STATUS frame payload for OK: an empty CallStatus encodes to zero bytes.
-    private static let okStatus = ByteBuffer()
+    /// The STATUS payload sent if a status cannot be encoded: fails closed, never as OK.
+    private static let unencodableStatus: ByteBuffer = {
+        var status = Tote_V1_CallStatus()
+        status.code = .internal
+        status.message = "the server could not encode the call's status"
+        return try! status.serializedBuffer()
+    }()
 
     init(router: RPCRouter, keyring: APIKeyring, configuration: Configuration, logger: Logger) {
         self.state = ServerConnectionStateMachine(settings: configuration.settings)
@@ -129,8 +143,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     // MARK: Inbound frames
 
     private func processInbound(context: ChannelHandlerContext) {
+        var completedFrames = false
         loop: while !closing {
-            switch state.receive(&io.inbound) {
+            let action = state.receive(&io.inbound)
+            if case .needMoreData = action { break loop }
+            completedFrames = true
+            switch action {
             case .needMoreData:
                 break loop
             case .none:
@@ -162,12 +180,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             }
         }
         io.compactInbound()
-        if io.inbound.readableBytes == 0 {
-            if state.isEstablished {
-                partialFrameTimer?.cancel()
-                partialFrameTimer = nil
-            }
-        } else {
+        // The timer bounds how long one frame may take to arrive: it runs from the first byte of
+        // the frame still incomplete, so it restarts whenever a frame completes.
+        if state.isEstablished, io.inbound.readableBytes == 0 || completedFrames {
+            partialFrameTimer?.cancel()
+            partialFrameTimer = nil
+        }
+        if io.inbound.readableBytes > 0 {
             if partialFrameTimer == nil {
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 partialFrameTimer = context.eventLoop.scheduleTask(in: configuration.partialFrameTimeout) {
@@ -187,11 +206,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let route = router.route(for: headers.method) else {
             return rejectOpenCall(id, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
         }
-        guard route.service.roles.contains(role) else {
-            let allowed = route.service.roles.map(\.rawValue).sorted().joined(separator: ", ")
+        guard route.roles.contains(role) else {
+            let allowed = route.roles.map(\.rawValue).sorted().joined(separator: ", ")
             return rejectOpenCall(id, RPCError(
                 .permissionDenied,
-                "role '\(role)' may not call \(route.service.name) (allowed: \(allowed))"
+                "role '\(role)' may not call \(headers.method) (allowed: \(allowed))"
             ))
         }
         guard let context else { return }
@@ -243,6 +262,15 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private func receiveMessage(_ id: StreamID, _ payload: ByteBuffer, endStream: Bool) {
         guard let call = calls[id] else { return }
         if call.route.kind.clientStreams {
+            let limit = configuration.maxBufferedInboundBytes
+            guard bufferedInboundBytes + payload.readableBytes <= limit else {
+                return fail(id, .quotaExceeded(
+                    "the connection holds \(bufferedInboundBytes) request bytes its handlers have not consumed; this message would exceed the limit of \(limit)",
+                    subject: "max_buffered_inbound_bytes"
+                ))
+            }
+            call.bufferedBytes += payload.readableBytes
+            bufferedInboundBytes += payload.readableBytes
             call.inbound?.yield(payload)
             if endStream { call.inbound?.finish() }
             return
@@ -334,14 +362,24 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func consumedCallback(_ id: StreamID) -> @Sendable () -> Void {
+    /// A handler took one request message of `bytes` bytes off its stream.
+    private func consumed(_ bytes: Int, on id: StreamID) {
+        guard let call = calls[id] else { return }  // ended: its bytes were released then
+        call.bufferedBytes -= bytes
+        release(bytes)
+        if let frame = state.consumedInbound(1, on: id) { writeAndScheduleFlush(frame) }
+    }
+
+    /// Returns buffered request bytes to the connection's budget.
+    private func release(_ bytes: Int) {
+        bufferedInboundBytes -= bytes
+    }
+
+    private func consumedCallback(_ id: StreamID) -> @Sendable (Int) -> Void {
         let loopBound = NIOLoopBound(self, eventLoop: context!.eventLoop)
         let eventLoop = context!.eventLoop
-        return {
-            eventLoop.execute {
-                let handler = loopBound.value
-                if let frame = handler.state.consumedInbound(1, on: id) { handler.writeAndScheduleFlush(frame) }
-            }
+        return { bytes in
+            eventLoop.execute { loopBound.value.consumed(bytes, on: id) }
         }
     }
 
@@ -349,6 +387,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private func sendMessage(_ id: StreamID, _ payload: ByteBuffer, _ continuation: CheckedContinuation<Void, any Error>) {
         guard let call = calls[id] else {
             return continuation.resume(throwing: RPCError(.cancelled, "the call has ended"))
+        }
+        if let limit = state.frameLimitExceeded(by: payload.readableBytes) {
+            return continuation.resume(throwing: RPCError(.resourceExhausted, "response of \(payload.readableBytes) bytes exceeds the client's MAX_FRAME_SIZE \(limit)"))
         }
         guard call.waitingWriters.isEmpty else {
             call.waitingWriters.append((payload, continuation))
@@ -379,7 +420,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let call = calls.removeValue(forKey: id) else { return }  // already cancelled or expired
         call.deadlineTimer?.cancel()
         call.inbound?.finish()
+        release(call.bufferedBytes)
         failWriters(call, RPCError(.cancelled, "the call has ended"))
+        var outcome = outcome
+        if case .success(let response?) = outcome, let limit = state.frameLimitExceeded(by: response.readableBytes) {
+            outcome = .failure(RPCError(.resourceExhausted, "response of \(response.readableBytes) bytes exceeds the client's MAX_FRAME_SIZE \(limit)"))
+        }
         switch outcome {
         case .success(let response):
             var buffer = io.allocator.buffer(capacity: 2 * Frame.headerSize + (response?.readableBytes ?? 0))
@@ -413,6 +459,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     /// Stops a call's handler and wakes everything waiting on it.
     private func terminate(_ call: Call, _ error: RPCError) {
+        release(call.bufferedBytes)
+        call.bufferedBytes = 0
         call.deadlineTimer?.cancel()
         call.task?.cancel()
         call.inbound?.finish(throwing: error)
@@ -479,10 +527,20 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             break
         case .sendPing(let counter):
             writeAndScheduleFlush(FrameIO.ping(counter))
+            if let context {
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: configuration.keepaliveTimeout) { loopBound.value.keepaliveTimeoutCheck() }
+            }
         case .timedOut:
             let error = ConnectionError(.timeout, "no PING reply within \(Self.formatMicros(configuration.keepaliveTimeout.nanoseconds / 1000))")
             closeWithGoAway(state.abort(error), error)
         }
+    }
+
+    private func keepaliveTimeoutCheck() {
+        guard !closing, keepalive.pingTimedOut(now: Int64(NIODeadline.now().uptimeNanoseconds)) else { return }
+        let error = ConnectionError(.timeout, "no PING reply within \(Self.formatMicros(configuration.keepaliveTimeout.nanoseconds / 1000))")
+        closeWithGoAway(state.abort(error), error)
     }
 
     // MARK: Writing
@@ -492,7 +550,14 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func writeStatus(_ id: StreamID, _ status: Tote_V1_CallStatus) {
-        let payload = (try? status.serializedBuffer()) ?? Self.okStatus
+        var payload = (try? status.serializedBuffer()) ?? Self.unencodableStatus
+        if state.frameLimitExceeded(by: payload.readableBytes) != nil {
+            // Details too large for the client's frames: keep the code and the start of the message.
+            var trimmed = Tote_V1_CallStatus()
+            trimmed.code = status.code
+            trimmed.message = String(status.message.prefix(1024))
+            payload = (try? trimmed.serializedBuffer()) ?? Self.unencodableStatus
+        }
         write(Frame(type: .status, streamID: id, payload: payload))
     }
 
@@ -536,22 +601,23 @@ extension String {
     }
 }
 
-/// Refuses a connection over the server's limit: GOAWAY(CONNECTION_LIMIT), then close.
-final class ConnectionLimitHandler: ChannelInboundHandler {
+/// Refuses a connection the server will not serve (over its limit, or shutting down): one GOAWAY
+/// saying why, then close.
+final class RefuseConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-    let limit: Int
+    let code: ConnectionErrorCode
+    let message: String
 
-    init(limit: Int) { self.limit = limit }
+    init(code: ConnectionErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         FrameEncoder.write(
-            Frame(type: .goAway, streamID: 0, payload: FrameEncoder.goAwayPayload(GoAway(
-                lastStreamID: 0,
-                code: .connectionLimit,
-                message: "server is at its limit of \(limit) connections; retry later"
-            ))),
+            Frame(type: .goAway, streamID: 0, payload: FrameEncoder.goAwayPayload(GoAway(lastStreamID: 0, code: code, message: message))),
             into: &buffer
         )
         let channel = context.channel

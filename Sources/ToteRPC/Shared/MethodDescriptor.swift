@@ -59,11 +59,15 @@ public struct MethodDescriptor<Request: SwiftProtobuf.Message & Sendable, Respon
     /// The method's own name, e.g. "Check".
     public let name: String
     public let kind: CallKind
+    /// Roles allowed to call this method: the service's, unless the method narrows them (for
+    /// example an operator-only method on a service storefronts may otherwise call).
+    public let roles: Set<Role>
 
-    public init(service: ServiceDescriptor, name: String, kind: CallKind) {
+    public init(service: ServiceDescriptor, name: String, kind: CallKind, roles: Set<Role>? = nil) {
         self.service = service
         self.name = name
         self.kind = kind
+        self.roles = roles ?? service.roles
     }
 
     /// The name sent on the wire: "tote.v1.Health/Check".

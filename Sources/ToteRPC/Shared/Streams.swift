@@ -6,8 +6,8 @@ import ToteWire
 /// returns flow-control credit as they are consumed.
 struct RawMessageSource: Sendable {
     let messages: AsyncThrowingStream<ByteBuffer, any Error>
-    /// Called once per message the application takes; returns credit to the peer.
-    let consumed: @Sendable () -> Void
+    /// Called once per message the application takes, with its size; returns credit to the peer.
+    let consumed: @Sendable (Int) -> Void
 }
 
 /// Sends raw messages on one call; suspends while the peer has granted no credit.
@@ -29,12 +29,12 @@ public struct RequestStream<Request: SwiftProtobuf.Message & Sendable>: AsyncSeq
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
-        let consumed: @Sendable () -> Void
+        let consumed: @Sendable (Int) -> Void
         var index = 0
 
         public mutating func next() async throws -> Request? {
             guard let buffer = try await base.next() else { return nil }
-            consumed()
+            consumed(buffer.readableBytes)
             defer { index += 1 }
             do {
                 return try Request(buffer: buffer)
