@@ -200,7 +200,21 @@ struct CallTests {
         // A method may narrow its service's roles.
         let narrowed = await expectRPCError { _ = try await storefront.unary(TestOnlyService.audit, echoRequest("")) }
         #expect(narrowed == RPCError(.permissionDenied, "role 'storefront' may not call tote.test.Slow/Audit (allowed: operator)"))
-        #expect(try await storefront.unary(TestOnlyService.audit, echoRequest("ok"), options: CallOptions(apiKey: Keys.operator)).payload == Data("ok".utf8))
+        let passedThrough = try await storefront.unary(TestOnlyService.audit, echoRequest(""), options: CallOptions(apiKey: Keys.operator, correlationID: "order-flow-42"))
+        #expect(passedThrough.payload == Data("order-flow-42".utf8))
+        await server.stop()
+    }
+
+    @Test("a generated correlation id is the connection's random prefix and the stream id")
+    func correlationID() async throws {
+        let server = try await TestServer.start()
+        let connection = try await server.connect(apiKey: Keys.operator)
+        let first = String(decoding: try await connection.unary(TestOnlyService.audit, echoRequest("")).payload, as: UTF8.self)
+        let second = String(decoding: try await connection.unary(TestOnlyService.audit, echoRequest("")).payload, as: UTF8.self)
+        let (prefix, stream) = (first.split(separator: "-").first ?? "", first.split(separator: "-").last ?? "")
+        #expect(prefix.count == 16 && prefix.allSatisfy(\.isHexDigit))
+        #expect(Int(stream) != nil)
+        #expect(second.hasPrefix(prefix + "-") && second != first)
         await server.stop()
     }
 

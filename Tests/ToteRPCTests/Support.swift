@@ -78,9 +78,9 @@ struct TestOnlyService: RPCService {
             try await Task.sleep(for: .seconds(30))
             return Tote_V1_CollectResponse()
         })
-        router.register(Self.audit, unary: { request, _ in
+        router.register(Self.audit, unary: { _, context in
             var response = Tote_V1_EchoResponse()
-            response.payload = request.payload
+            response.payload = Data(context.correlationID.utf8)
             return response
         })
     }

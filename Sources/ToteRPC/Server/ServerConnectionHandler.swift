@@ -219,10 +219,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             let micros = min(headers.timeoutMicros, UInt64(Int64.max / 1000))
             deadline = .now + .microseconds(Int64(micros))
         }
-        let correlationID = headers.correlationID.isEmpty ? Self.makeCorrelationID() : headers.correlationID
-        var callLogger = logger
-        callLogger[metadataKey: "method"] = "\(headers.method)"
-        callLogger[metadataKey: "correlation_id"] = "\(correlationID)"
+        let correlationID = headers.correlationID.isEmpty ? "\(connectionID)-\(id)" : headers.correlationID
         let serverContext = ServerContext(
             method: headers.method,
             role: role,
@@ -232,7 +229,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             consistencyToken: headers.hasConsistencyToken ? headers.consistencyToken : nil,
             metadata: headers.metadata,
             remoteAddress: remoteAddress,
-            logger: callLogger
+            logger: logger
         )
         let call = Call(route: route, serverContext: serverContext)
         calls[id] = call
@@ -572,12 +569,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     // MARK: Helpers
 
-    private static func makeCorrelationID() -> String {
+    /// A random id for this connection: generated correlation ids are "<connection id>-<stream id>",
+    /// unique without a random draw per call.
+    private let connectionID: String = {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        return String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(16)
-    }
+        return String(generator.next() as UInt64, radix: 16).leftPadded(16)
+    }()
 
     static func formatMicros(_ micros: Int64) -> String {
         if micros >= 1_000_000, micros % 1_000_000 == 0 { return "\(micros / 1_000_000) s" }

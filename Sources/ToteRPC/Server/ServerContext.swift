@@ -21,7 +21,17 @@ public struct ServerContext: Sendable {
     public let metadata: [String: String]
     /// The peer's address, for logs.
     public let remoteAddress: String
-    public var logger: Logger
+    /// The connection's logger, without the per-call metadata (added lazily by ``logger``).
+    private let connectionLogger: Logger
+
+    /// A logger whose every line carries the method and the correlation id. Built when asked for,
+    /// so calls that do not log pay nothing for it.
+    public var logger: Logger {
+        var logger = connectionLogger
+        logger[metadataKey: "method"] = "\(method)"
+        logger[metadataKey: "correlation_id"] = "\(correlationID)"
+        return logger
+    }
 
     public init(
         method: String,
@@ -42,6 +52,6 @@ public struct ServerContext: Sendable {
         self.consistencyToken = consistencyToken
         self.metadata = metadata
         self.remoteAddress = remoteAddress
-        self.logger = logger
+        self.connectionLogger = logger
     }
 }
