@@ -4,6 +4,7 @@ import ToteAPI
 /// Serves tote.v1.Health: the serving status of the whole server ("") and of each service,
 /// which other components update as they start, stop or lose a dependency.
 public final class HealthService: RPCService, Sendable {
+    /// A serving status: SERVING, NOT_SERVING or SERVICE_UNKNOWN.
     public typealias Status = Tote_V1_HealthCheckResponse.ServingStatus
 
     private struct State {

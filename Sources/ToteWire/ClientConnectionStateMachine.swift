@@ -7,6 +7,7 @@ import ToteProto
 /// It allocates stream ids, enforces the server's concurrency limit (callers beyond it wait), keeps
 /// per-stream credit, and tracks GOAWAY. The channel handler in `ToteRPC` performs its actions.
 public struct ClientConnectionStateMachine: Sendable {
+    /// What the handler must do after feeding the state machine.
     public enum InboundAction: Sendable {
         case needMoreData
         case none

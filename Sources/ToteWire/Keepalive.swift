@@ -3,6 +3,7 @@
 /// The connection handler calls ``tick(now:)`` every `interval`. If nothing arrived since the last
 /// tick, it sends a PING; if a PING stays unanswered for `timeout`, the connection is dead.
 public struct KeepaliveStateMachine: Sendable {
+    /// What the handler must do on a keepalive tick.
     public enum Action: Sendable, Equatable {
         case none
         /// Send a PING with this payload.

@@ -13,6 +13,7 @@ import ToteWire
 /// or UNAVAILABLE when the connection is lost, DEADLINE_EXCEEDED when the timeout passes, and
 /// CANCELLED when the calling task is cancelled. For automatic reconnection use ``ToteClient``.
 public final class ClientConnection: Sendable {
+    /// How to connect: the default API key, the settings announced to the server, timeouts.
     public struct Configuration: Sendable {
         /// Default API key for calls that do not set ``CallOptions/apiKey``.
         public var apiKey: String

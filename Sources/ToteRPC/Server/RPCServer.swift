@@ -11,6 +11,7 @@ import ToteWire
 /// Runs as a swift-service-lifecycle `Service`: `run()` serves until graceful shutdown is
 /// triggered, then drains in-flight calls (bounded by `drainTimeout`) and returns.
 public final class RPCServer: Service, Sendable {
+    /// Where to listen and the limits every connection gets.
     public struct Configuration: Sendable {
         public var host: String
         /// 0 picks a free port; see ``RPCServer/localAddress``.

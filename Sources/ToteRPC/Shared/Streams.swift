@@ -27,6 +27,7 @@ public struct RequestStream<Request: SwiftProtobuf.Message & Sendable>: AsyncSeq
         self.source = source
     }
 
+    /// Decodes each message as it is taken, returning credit to the peer.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
         let consumed: @Sendable (Int) -> Void

@@ -1,0 +1,45 @@
+// swift-tools-version:6.2
+//
+// RPCBench — unary echo benchmark: Tote's RPC runtime against grpc-swift-2, same machine, same run.
+//
+// Kept out of the root package so that grpc-swift-2 (and swift-nio-ssl/BoringSSL, which its NIO
+// transport pulls in) never lands in the main build. See README.md and run.sh in this folder.
+import PackageDescription
+
+let package = Package(
+    name: "tote-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        // The root package; named explicitly so the checkout folder's name does not matter.
+        .package(name: "tote", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    ],
+    targets: [
+        // Counts calls to malloc & co. (interposed in the executable) for allocations per call.
+        .target(name: "CAllocCounter"),
+        .executableTarget(
+            name: "RPCBench",
+            dependencies: [
+                "CAllocCounter",
+                .product(name: "ToteAPI", package: "tote"),
+                .product(name: "ToteRPC", package: "tote"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            swiftSettings: [
+                .swiftLanguageMode(.v6),
+                .enableUpcomingFeature("ExistentialAny"),
+            ]
+        ),
+    ]
+)
