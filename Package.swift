@@ -39,12 +39,19 @@ let package = Package(
 
         // MARK: Thin Swift wrappers: the only targets that import their C module
         .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
-        .target(name: "Postgres", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
+        .target(
+            name: "Postgres",
+            dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ToteProtoCInterop",
             dependencies: ["CProtobufC", "ToteProtoC"],
             swiftSettings: swiftSettings
         ),
+
+        // A private PostgreSQL cluster in a folder: for integration tests and `tote dev`.
+        .target(name: "LocalPostgres", swiftSettings: swiftSettings),
 
         // MARK: Generated protobuf code (tools/generate-protos.sh; never edit by hand)
         .target(
@@ -114,5 +121,10 @@ let package = Package(
         ),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PostgresIntegrationTests",
+            dependencies: ["Postgres", "LocalPostgres"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
