@@ -86,6 +86,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Event store (PostgreSQL)
+        .target(
+            name: "EventStore",
+            dependencies: ["Postgres", "ToteRPC", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tote API: method descriptors shared by servers and clients, and service implementations
         .target(name: "ToteAPI", dependencies: ["ToteRPC", "ToteProto"], swiftSettings: swiftSettings),
         .target(
@@ -121,9 +128,16 @@ let package = Package(
         ),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+        .testTarget(name: "EventStoreTests", dependencies: ["EventStore"], swiftSettings: swiftSettings),
+        .target(name: "ToteTestSupport", dependencies: ["LocalPostgres"], path: "Tests/ToteTestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EventStoreIntegrationTests",
+            dependencies: ["EventStore", "Postgres", "ToteTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PostgresIntegrationTests",
-            dependencies: ["Postgres", "LocalPostgres"],
+            dependencies: ["Postgres", "ToteTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -2,7 +2,8 @@
 # The README's test command, and what CI runs (.ci/run): every test Tote has.
 #   1. system packages (tools/setup.sh)
 #   2. the committed protobuf code matches a fresh generation
-#   3. the Swift test suites (unit tests with no I/O; integration tests over real sockets)
+#   3. the Swift test suites (unit tests with no I/O; integration tests over real sockets), then
+#      the integration suites that start their own PostgreSQL clusters
 #   4. the C client (protobuf-c) against a live `tote serve`
 #   5. the frame-decoder fuzzer for a bounded time (TOTE_FUZZ_SECONDS, default 60)
 # Exits non-zero if any step fails; the last line says how many steps passed and failed.
@@ -22,8 +23,16 @@ step() { # name, command...
   fi
 }
 
+# PostgreSQL integration suites run on their own: their load (a 16-writer stress test) would
+# otherwise distort the timing-sensitive socket tests running beside them.
+pg_suites="PostgresIntegrationTests|EventStoreIntegrationTests"
+
 swift_tests() {
-  swift build --build-tests && swift test --skip-build
+  swift build --build-tests && swift test --skip-build --skip "$pg_suites"
+}
+
+postgres_tests() {
+  swift test --skip-build --filter "$pg_suites"
 }
 
 c_client_against_live_server() {
@@ -58,6 +67,7 @@ c_client_against_live_server() {
 step "system packages" tools/setup.sh
 step "generated protobuf code is current" tools/generate-protos.sh --check
 step "Swift tests" swift_tests
+step "PostgreSQL integration tests (real clusters)" postgres_tests
 step "C client against a live server" c_client_against_live_server
 step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
 

@@ -1,5 +1,5 @@
 import Foundation
-import LocalPostgres
+import ToteTestSupport
 import Testing
 @testable import Postgres
 

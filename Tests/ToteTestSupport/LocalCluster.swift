@@ -1,21 +1,22 @@
-import LocalPostgres
+@_exported import LocalPostgres
 import Testing
 
 /// Gives a suite its own throwaway PostgreSQL cluster, started before its tests and destroyed
 /// after them (so no server outlives the test run).
-struct LocalCluster: SuiteTrait, TestTrait, TestScoping {
-    @TaskLocal static var current: LocalPostgresCluster?
+public struct LocalCluster: SuiteTrait, TestTrait, TestScoping {
+    @TaskLocal public static var current: LocalPostgresCluster?
 
-    var isRecursive: Bool { true }
+    public var isRecursive: Bool { true }
 
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+    public func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
         if Self.current != nil { return try await function() }
         let cluster = try LocalPostgresCluster.temporary()
         defer { cluster.destroy() }
         try await Self.$current.withValue(cluster) { try await function() }
     }
 
-    static var cluster: LocalPostgresCluster {
+    /// The cluster of the suite being run.
+    public static var cluster: LocalPostgresCluster {
         get throws {
             guard let current else { throw LocalPostgresCluster.Failure(description: "no cluster: add .localCluster to the suite") }
             return current
@@ -25,5 +26,5 @@ struct LocalCluster: SuiteTrait, TestTrait, TestScoping {
 
 extension Trait where Self == LocalCluster {
     /// A throwaway PostgreSQL cluster for the suite.
-    static var localCluster: LocalCluster { LocalCluster() }
+    public static var localCluster: LocalCluster { LocalCluster() }
 }

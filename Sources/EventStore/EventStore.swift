@@ -1,0 +1,266 @@
+import Foundation
+import Postgres
+
+/// The event log in PostgreSQL: Tote's single source of truth and audit trail.
+///
+/// - ``append(_:commandID:)`` writes to one or several streams in one transaction, each with an
+///   expected version; a repeated command id returns the first result and writes nothing.
+/// - ``readStream(_:from:limit:)`` reads one stream in version order.
+/// - ``readAll(after:limit:)`` reads the whole log in (transaction id, global position) order,
+///   never past the oldest transaction still running, so that no reader ever skips an event
+///   that commits later with a lower position.
+/// - ``subscribe(from:batchSize:)`` catches up, then follows the log live (NOTIFY, with a poll).
+public final class EventStore: Sendable {
+    /// The NOTIFY channel appends signal on; readers use it only as a wake-up hint.
+    public static let notifyChannel = "tote_events"
+
+    public let pool: PostgresPool
+    let notifier: AppendNotifier
+
+    public init(pool: PostgresPool, pollInterval: Duration = .milliseconds(250)) {
+        self.pool = pool
+        self.notifier = AppendNotifier(connectionString: pool.configuration.connectionString, pollInterval: pollInterval)
+    }
+
+    /// Creates or upgrades the schema (idempotent; safe from many processes at once).
+    public func migrate() async throws {
+        try await map { try await Migrations.apply(using: self.pool) }
+    }
+
+    /// Stops the live-notification listener. The pool belongs to the caller.
+    public func shutdown() async {
+        await notifier.stop()
+    }
+
+    // MARK: Append
+
+    /// Appends events to one or more streams atomically.
+    ///
+    /// - Parameter commandID: the command's idempotency key. If a command with this id was
+    ///   already processed, nothing is written and its stored result is returned (with
+    ///   `deduplicated` set), even if the earlier append is still committing concurrently.
+    /// - Throws: ``EventStoreError`` `.wrongExpectedVersion` naming the stream and its actual
+    ///   version (nothing is written), `.invalidAppend`, or `.unavailable` when the database
+    ///   cannot be reached (retry).
+    public func append(_ appends: [StreamAppend], commandID: String? = nil) async throws -> AppendResult {
+        try Self.validate(appends)
+        let sorted = appends.sorted { $0.stream < $1.stream }  // one lock order: no deadlocks between appends
+        return try await map {
+            try await self.pool.withConnection { connection in
+                try connection.transaction { connection in
+                    try Self.append(sorted, commandID: commandID, on: connection)
+                }
+            }
+        }
+    }
+
+    /// Appends to a single stream.
+    public func append(to stream: String, expectedVersion: ExpectedVersion, events: [NewEvent], commandID: String? = nil) async throws -> AppendResult {
+        try await append([StreamAppend(stream: stream, expectedVersion: expectedVersion, events: events)], commandID: commandID)
+    }
+
+    static func validate(_ appends: [StreamAppend]) throws(EventStoreError) {
+        guard !appends.isEmpty else { throw EventStoreError(.invalidAppend, "an append needs at least one stream") }
+        var seen = Set<String>()
+        for append in appends {
+            guard !append.stream.isEmpty else { throw EventStoreError(.invalidAppend, "stream names must not be empty") }
+            guard !append.events.isEmpty else { throw EventStoreError(.invalidAppend, "no events to append to stream \(append.stream)") }
+            guard seen.insert(append.stream).inserted else { throw EventStoreError(.invalidAppend, "stream \(append.stream) appears twice in one append") }
+            if case .exact(let version) = append.expectedVersion, version < 1 {
+                throw EventStoreError(.invalidAppend, "expected version \(version) of \(append.stream) is not a version (they start at 1; use noStream)")
+            }
+        }
+    }
+
+    /// The body of the append transaction.
+    static func append(_ appends: [StreamAppend], commandID: String?, on connection: PostgresConnection) throws -> AppendResult {
+        if let commandID {
+            // Waits for a concurrent holder of the same id to commit or abort, then decides.
+            let claimed = try connection.execute(
+                "INSERT INTO processed_commands (command_id, result) VALUES ($1, '{}') ON CONFLICT DO NOTHING",
+                [.text(commandID)]
+            ).affectedRows
+            if claimed == 0 {
+                let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1", [.text(commandID)])
+                var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
+                result.deduplicated = true
+                return result
+            }
+        }
+
+        var versions: [String: Int64] = [:]
+        var streamIDs: [Int64] = [], streamVersions: [Int64] = [], eventIDs: [UUID] = [], types: [String] = []
+        var schemaVersions: [Int32] = [], payloads: [[UInt8]] = [], actorIDs: [String] = [], actorRoles: [String] = []
+        var causations: [String] = [], correlations: [String] = [], commands: [String] = []
+        for append in appends {
+            let count = Int64(append.events.count)
+            let (streamID, lastVersion) = try reserve(append, count: count, on: connection)
+            versions[append.stream] = lastVersion
+            for (offset, event) in append.events.enumerated() {
+                streamIDs.append(streamID)
+                streamVersions.append(lastVersion - count + 1 + Int64(offset))
+                eventIDs.append(event.eventID)
+                types.append(event.type)
+                schemaVersions.append(event.schemaVersion)
+                payloads.append(event.data)
+                actorIDs.append(event.metadata.actorID)
+                actorRoles.append(event.metadata.actorRole)
+                causations.append(event.metadata.causationID)
+                correlations.append(event.metadata.correlationID)
+                commands.append(commandID ?? event.metadata.commandID)
+            }
+        }
+        let inserted = try connection.execute("""
+            INSERT INTO events (stream_id, stream_version, event_id, type, schema_version, data,
+                                actor_id, actor_role, causation_id, correlation_id, command_id)
+            SELECT * FROM unnest($1::int8[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::bytea[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+            RETURNING tx_id, global_position
+            """, [
+                .int64Array(streamIDs), .int64Array(streamVersions), .uuidArray(eventIDs), .textArray(types),
+                .int32Array(schemaVersions), .byteaArray(payloads), .textArray(actorIDs), .textArray(actorRoles),
+                .textArray(causations), .textArray(correlations), .textArray(commands),
+            ])
+        var last = LogPosition.start
+        for row in 0..<inserted.rowCount {
+            last = max(last, LogPosition(transactionID: try inserted.uint64(row, 0), globalPosition: try inserted.int64(row, 1)))
+        }
+        let result = AppendResult(streamVersions: versions, position: last)
+        if let commandID {
+            let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+            _ = try connection.execute("UPDATE processed_commands SET result = $2 WHERE command_id = $1", [.text(commandID), .jsonb(json)])
+        }
+        _ = try connection.execute("SELECT pg_notify($1, $2)", [.text(notifyChannel), .text(String(last.globalPosition))])
+        return result
+    }
+
+    /// Checks the expected version and advances the stream's version by `count`, in one
+    /// statement that locks the stream row until commit. Returns the stream id and new version.
+    private static func reserve(_ append: StreamAppend, count: Int64, on connection: PostgresConnection) throws -> (Int64, Int64) {
+        let row: (Int64, Int64)?
+        switch append.expectedVersion {
+        case .noStream:
+            let result = try connection.execute(
+                "INSERT INTO streams (name, version) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id, version",
+                [.text(append.stream), .int64(count)])
+            row = result.rowCount == 1 ? (try result.int64(0, 0), try result.int64(0, 1)) : nil
+        case .exact(let expected):
+            let result = try connection.execute(
+                "UPDATE streams SET version = version + $3 WHERE name = $1 AND version = $2 RETURNING id, version",
+                [.text(append.stream), .int64(expected), .int64(count)])
+            row = result.rowCount == 1 ? (try result.int64(0, 0), try result.int64(0, 1)) : nil
+        case .any:
+            let result = try connection.execute("""
+                INSERT INTO streams (name, version) VALUES ($1, $2)
+                ON CONFLICT (name) DO UPDATE SET version = streams.version + EXCLUDED.version
+                RETURNING id, version
+                """, [.text(append.stream), .int64(count)])
+            row = (try result.int64(0, 0), try result.int64(0, 1))
+        }
+        if let row { return row }
+        let actual = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(append.stream)])
+        let actualVersion = actual.rowCount == 1 ? try actual.int64(0, 0) : nil
+        throw EventStoreError(
+            .wrongExpectedVersion,
+            "stream \(append.stream) expected \(append.expectedVersion), but it is at \(actualVersion.map { "version \($0)" } ?? "no stream")",
+            stream: append.stream,
+            actualVersion: actualVersion
+        )
+    }
+
+    // MARK: Read
+
+    static let selectColumns = """
+        SELECT e.tx_id, e.global_position, s.name, e.stream_version, e.event_id, e.type, e.schema_version, e.data,
+               e.actor_id, e.actor_role, e.causation_id, e.correlation_id, e.command_id, e.recorded_at
+        FROM events e JOIN streams s ON s.id = e.stream_id
+        """
+
+    /// Events of one stream with version ≥ `from`, in version order.
+    public func readStream(_ stream: String, from version: Int64 = 1, limit: Int = 10_000) async throws -> [RecordedEvent] {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute(
+                    Self.selectColumns + " WHERE s.name = $1 AND e.stream_version >= $2 ORDER BY e.stream_version LIMIT $3",
+                    [.text(stream), .int64(version), .int64(Int64(limit))])
+                return try Self.events(in: result)
+            }
+        }
+    }
+
+    /// The stream's current version, or nil if it does not exist.
+    public func streamVersion(_ stream: String) async throws -> Int64? {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(stream)])
+                return result.rowCount == 1 ? try result.int64(0, 0) : nil
+            }
+        }
+    }
+
+    /// Up to `limit` events after `position`, in log order, stopping before the oldest
+    /// transaction still in progress: an event returned later can never sort before one
+    /// returned now, so a reader that continues from its last position never skips one.
+    public func readAll(after position: LogPosition, limit: Int = 1000) async throws -> [RecordedEvent] {
+        try await map {
+            try await self.pool.withConnection { connection in
+                try Self.readAll(after: position, limit: limit, on: connection)
+            }
+        }
+    }
+
+    static func readAll(after position: LogPosition, limit: Int, on connection: PostgresConnection) throws -> [RecordedEvent] {
+        let result = try connection.execute(Self.selectColumns + """
+             WHERE (e.tx_id, e.global_position) > ($1::xid8, $2::int8)
+               AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY e.tx_id, e.global_position
+             LIMIT $3
+            """, [.xid8(position.transactionID), .int64(position.globalPosition), .int64(Int64(limit))])
+        return try events(in: result)
+    }
+
+    static func events(in result: borrowing PostgresResult) throws -> [RecordedEvent] {
+        var events: [RecordedEvent] = []
+        events.reserveCapacity(result.rowCount)
+        for row in 0..<result.rowCount {
+            events.append(RecordedEvent(
+                position: LogPosition(transactionID: try result.uint64(row, 0), globalPosition: try result.int64(row, 1)),
+                stream: try result.string(row, 2),
+                streamVersion: try result.int64(row, 3),
+                eventID: try result.uuid(row, 4),
+                type: try result.string(row, 5),
+                schemaVersion: Int32(try result.int64(row, 6)),
+                data: try result.bytes(row, 7),
+                metadata: EventMetadata(
+                    actorID: try result.string(row, 8),
+                    actorRole: try result.string(row, 9),
+                    causationID: try result.string(row, 10),
+                    correlationID: try result.string(row, 11),
+                    commandID: try result.string(row, 12)
+                ),
+                recordedAtMicros: try result.timestampMicros(row, 13)
+            ))
+        }
+        return events
+    }
+
+    // MARK: Subscribe
+
+    /// Every event after `position`, in log order: first the backlog in batches, then new events
+    /// as they commit. Pull-based: a slow consumer slows the reads, nothing piles up in memory.
+    /// Survives database restarts (reads are retried); ends only when the consumer stops.
+    public func subscribe(from position: LogPosition = .start, batchSize: Int = 1000) -> EventSubscription {
+        EventSubscription(store: self, position: position, batchSize: batchSize)
+    }
+
+    // MARK: Errors
+
+    /// Turns connection failures into `.unavailable`, leaving other errors as they are.
+    func map<R>(_ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch let error as PostgresError where error.isConnectionError {
+            throw EventStoreError(.unavailable, "the event store is unavailable: \(error.message)")
+        }
+    }
+}
