@@ -23,6 +23,9 @@ let package = Package(
         .library(name: "ToteWire", targets: ["ToteWire"]),
         .library(name: "ToteRPC", targets: ["ToteRPC"]),
         .library(name: "ToteAPI", targets: ["ToteAPI"]),
+        .library(name: "Postgres", targets: ["Postgres"]),
+        .library(name: "LocalPostgres", targets: ["LocalPostgres"]),
+        .library(name: "EventStore", targets: ["EventStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -105,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "tote",
             dependencies: [
-                "ToteServices", "ToteAPI", "ToteRPC",
+                "ToteServices", "ToteAPI", "ToteRPC", "EventStore", "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -173,7 +173,7 @@ public final class PostgresPool: Sendable {
 
     private func makeConnection() throws -> PostgresConnection {
         let connection = try PostgresConnection.connect(configuration.connectionString, timeoutSeconds: configuration.connectTimeoutSeconds)
-        var settings = ["SET application_name = '\(configuration.applicationName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })'"]
+        var settings = ["SET client_min_messages = warning", "SET application_name = '\(configuration.applicationName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })'"]
         if let ms = configuration.statementTimeoutMillis { settings.append("SET statement_timeout = \(ms)") }
         if let ms = configuration.idleInTransactionTimeoutMillis { settings.append("SET idle_in_transaction_session_timeout = \(ms)") }
         try connection.executeScript(settings.joined(separator: "; "))

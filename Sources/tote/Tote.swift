@@ -1,4 +1,6 @@
 import ArgumentParser
+import EventStore
+import Postgres
 import Foundation
 import Logging
 import NIOCore
@@ -16,7 +18,7 @@ struct Tote: AsyncParsableCommand {
         commandName: "tote",
         abstract: "Tote: an event-sourced commerce backend.",
         version: version,
-        subcommands: [Serve.self, HealthCheck.self, Version.self]
+        subcommands: [Serve.self, Migrate.self, HealthCheck.self, Version.self]
     )
 }
 
@@ -192,6 +194,37 @@ extension HealthCheck {
         case .serviceUnknown: "SERVICE_UNKNOWN"
         case .unspecified, .UNRECOGNIZED: "UNKNOWN"
         }
+    }
+}
+
+/// `tote migrate`: applies the event store's schema migrations (idempotent; safe to run while
+/// other processes do the same, as every role also migrates at start-up).
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create or upgrade the event store schema in PostgreSQL.")
+
+    @Option(help: "libpq connection string (default: the TOTE_DATABASE environment variable).")
+    var database: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        guard let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE"] else {
+            throw ValidationError("no database: pass --database 'host=… dbname=… user=…' or set TOTE_DATABASE")
+        }
+        if let complaint = PostgresLibrary.validate(connectionString: connectionString) {
+            throw ValidationError("invalid connection string: \(complaint)")
+        }
+        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 1))
+        do {
+            let applied = try await Migrations.apply(using: pool)
+            print(applied.isEmpty ? "schema is up to date (version \(Migrations.all.last?.version ?? 0))" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+        } catch {
+            try? await pool.shutdown()
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(error is PostgresError && (error as! PostgresError).isConnectionError ? 3 : 1)
+        }
+        try await pool.shutdown()
     }
 }
 
