@@ -11,7 +11,10 @@ import Postgres
 ///   that commits later with a lower position.
 /// - ``subscribe(from:batchSize:)`` catches up, then follows the log live (NOTIFY, with a poll).
 public final class EventStore: Sendable {
-    /// The NOTIFY channel appends signal on; readers use it only as a wake-up hint.
+    /// The NOTIFY channel appends are announced on; readers use it only as a wake-up hint. It is
+    /// sent after commit, coalesced, from a connection of its own: a NOTIFY inside the append
+    /// transaction would hold PostgreSQL's global notify lock through the commit's WAL flush and
+    /// serialize every append in the cluster.
     public static let notifyChannel = "tote_events"
 
     public let pool: PostgresPool
@@ -45,13 +48,20 @@ public final class EventStore: Sendable {
     public func append(_ appends: [StreamAppend], commandID: String? = nil) async throws -> AppendResult {
         try Self.validate(appends)
         let sorted = appends.sorted { $0.stream < $1.stream }  // one lock order: no deadlocks between appends
-        return try await map {
+        let result = try await map {
             try await self.pool.withConnection { connection in
-                try connection.transaction { connection in
+                // One stream and no command id: a single statement, atomic on its own, so no
+                // BEGIN/COMMIT round trips. Otherwise one transaction around all the statements.
+                if sorted.count == 1, commandID == nil {
+                    return try Self.append(sorted, commandID: nil, on: connection)
+                }
+                return try connection.transaction { connection in
                     try Self.append(sorted, commandID: commandID, on: connection)
                 }
             }
         }
+        if !result.deduplicated { notifier.appended() }
+        return result
     }
 
     /// Appends to a single stream.
@@ -89,83 +99,79 @@ public final class EventStore: Sendable {
         }
 
         var versions: [String: Int64] = [:]
-        var streamIDs: [Int64] = [], streamVersions: [Int64] = [], eventIDs: [UUID] = [], types: [String] = []
-        var schemaVersions: [Int32] = [], payloads: [[UInt8]] = [], actorIDs: [String] = [], actorRoles: [String] = []
-        var causations: [String] = [], correlations: [String] = [], commands: [String] = []
-        for append in appends {
-            let count = Int64(append.events.count)
-            let (streamID, lastVersion) = try reserve(append, count: count, on: connection)
-            versions[append.stream] = lastVersion
-            for (offset, event) in append.events.enumerated() {
-                streamIDs.append(streamID)
-                streamVersions.append(lastVersion - count + 1 + Int64(offset))
-                eventIDs.append(event.eventID)
-                types.append(event.type)
-                schemaVersions.append(event.schemaVersion)
-                payloads.append(event.data)
-                actorIDs.append(event.metadata.actorID)
-                actorRoles.append(event.metadata.actorRole)
-                causations.append(event.metadata.causationID)
-                correlations.append(event.metadata.correlationID)
-                commands.append(commandID ?? event.metadata.commandID)
-            }
-        }
-        let inserted = try connection.execute("""
-            INSERT INTO events (stream_id, stream_version, event_id, type, schema_version, data,
-                                actor_id, actor_role, causation_id, correlation_id, command_id)
-            SELECT * FROM unnest($1::int8[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::bytea[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-            RETURNING tx_id, global_position
-            """, [
-                .int64Array(streamIDs), .int64Array(streamVersions), .uuidArray(eventIDs), .textArray(types),
-                .int32Array(schemaVersions), .byteaArray(payloads), .textArray(actorIDs), .textArray(actorRoles),
-                .textArray(causations), .textArray(correlations), .textArray(commands),
-            ])
         var last = LogPosition.start
-        for row in 0..<inserted.rowCount {
-            last = max(last, LogPosition(transactionID: try inserted.uint64(row, 0), globalPosition: try inserted.int64(row, 1)))
+        for append in appends {
+            let (version, position) = try appendToStream(append, commandID: commandID, on: connection)
+            versions[append.stream] = version
+            last = max(last, position)
         }
         let result = AppendResult(streamVersions: versions, position: last)
         if let commandID {
             let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
             _ = try connection.execute("UPDATE processed_commands SET result = $2 WHERE command_id = $1", [.text(commandID), .jsonb(json)])
         }
-        _ = try connection.execute("SELECT pg_notify($1, $2)", [.text(notifyChannel), .text(String(last.globalPosition))])
         return result
     }
 
-    /// Checks the expected version and advances the stream's version by `count`, in one
-    /// statement that locks the stream row until commit. Returns the stream id and new version.
-    private static func reserve(_ append: StreamAppend, count: Int64, on connection: PostgresConnection) throws -> (Int64, Int64) {
-        let row: (Int64, Int64)?
-        switch append.expectedVersion {
+    /// How each expected version reserves the stream: a statement returning the stream's id and
+    /// its new version, or no row when the expected version does not hold. It also locks the
+    /// stream's row until the transaction (or the single statement) ends.
+    private static func reserveSQL(_ expected: ExpectedVersion) -> String {
+        switch expected {
         case .noStream:
-            let result = try connection.execute(
-                "INSERT INTO streams (name, version) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id, version",
-                [.text(append.stream), .int64(count)])
-            row = result.rowCount == 1 ? (try result.int64(0, 0), try result.int64(0, 1)) : nil
-        case .exact(let expected):
-            let result = try connection.execute(
-                "UPDATE streams SET version = version + $3 WHERE name = $1 AND version = $2 RETURNING id, version",
-                [.text(append.stream), .int64(expected), .int64(count)])
-            row = result.rowCount == 1 ? (try result.int64(0, 0), try result.int64(0, 1)) : nil
+            "INSERT INTO streams (name, version) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id, version"
+        case .exact:
+            "UPDATE streams SET version = version + $2 WHERE name = $1 AND version = $12 RETURNING id, version"
         case .any:
-            let result = try connection.execute("""
-                INSERT INTO streams (name, version) VALUES ($1, $2)
-                ON CONFLICT (name) DO UPDATE SET version = streams.version + EXCLUDED.version
-                RETURNING id, version
-                """, [.text(append.stream), .int64(count)])
-            row = (try result.int64(0, 0), try result.int64(0, 1))
+            """
+            INSERT INTO streams (name, version) VALUES ($1, $2)
+            ON CONFLICT (name) DO UPDATE SET version = streams.version + EXCLUDED.version RETURNING id, version
+            """
         }
-        if let row { return row }
-        let actual = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(append.stream)])
-        let actualVersion = actual.rowCount == 1 ? try actual.int64(0, 0) : nil
-        throw EventStoreError(
-            .wrongExpectedVersion,
-            "stream \(append.stream) expected \(append.expectedVersion), but it is at \(actualVersion.map { "version \($0)" } ?? "no stream")",
-            stream: append.stream,
-            actualVersion: actualVersion
-        )
+    }
+
+    /// Checks the expected version, advances the stream and inserts its events, in one statement
+    /// (a data-modifying CTE): no row back means the expected version did not hold and nothing
+    /// was written. Returns the stream's new version and the position of its last event.
+    private static func appendToStream(_ append: StreamAppend, commandID: String?, on connection: PostgresConnection) throws -> (Int64, LogPosition) {
+        let events = append.events
+        var parameters: [PostgresValue] = [
+            .text(append.stream), .int64(Int64(events.count)),
+            .uuidArray(events.map(\.eventID)), .textArray(events.map(\.type)), .int32Array(events.map(\.schemaVersion)),
+            .byteaArray(events.map(\.data)), .textArray(events.map(\.metadata.actorID)), .textArray(events.map(\.metadata.actorRole)),
+            .textArray(events.map(\.metadata.causationID)), .textArray(events.map(\.metadata.correlationID)),
+            .textArray(events.map { commandID ?? $0.metadata.commandID }),
+        ]
+        if case .exact(let expected) = append.expectedVersion { parameters.append(.int64(expected)) }
+        let inserted = try connection.execute("""
+            WITH stream AS (\(reserveSQL(append.expectedVersion)))
+            INSERT INTO events (stream_id, stream_version, event_id, type, schema_version, data,
+                                actor_id, actor_role, causation_id, correlation_id, command_id)
+            SELECT stream.id, stream.version - $2 + e.n, e.event_id, e.type, e.schema_version, e.data,
+                   e.actor_id, e.actor_role, e.causation_id, e.correlation_id, e.command_id
+            FROM stream, unnest($3::uuid[], $4::text[], $5::int4[], $6::bytea[], $7::text[], $8::text[],
+                                $9::text[], $10::text[], $11::text[])
+                 WITH ORDINALITY AS e(event_id, type, schema_version, data, actor_id, actor_role,
+                                      causation_id, correlation_id, command_id, n)
+            RETURNING tx_id, global_position, stream_version
+            """, parameters)
+        guard inserted.rowCount == events.count else {
+            let actual = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(append.stream)])
+            let actualVersion = actual.rowCount == 1 ? try actual.int64(0, 0) : nil
+            throw EventStoreError(
+                .wrongExpectedVersion,
+                "stream \(append.stream) expected \(append.expectedVersion), but it is at \(actualVersion.map { "version \($0)" } ?? "no stream")",
+                stream: append.stream,
+                actualVersion: actualVersion
+            )
+        }
+        var version: Int64 = 0
+        var last = LogPosition.start
+        for row in 0..<inserted.rowCount {
+            version = max(version, try inserted.int64(row, 2))
+            last = max(last, LogPosition(transactionID: try inserted.uint64(row, 0), globalPosition: try inserted.int64(row, 1)))
+        }
+        return (version, last)
     }
 
     // MARK: Read

@@ -44,21 +44,30 @@ public struct EventSubscription: AsyncSequence, Sendable {
     }
 }
 
-/// Listens for the append NOTIFY on one dedicated connection and thread, and wakes waiting
-/// subscriptions; also wakes them every poll interval, so a lost notification (or a
-/// transaction that finished without appending) only delays readers, never stalls them.
+/// Announces this process's appends and wakes waiting subscriptions.
+///
+/// - Appends made here wake local subscriptions at once, in memory, and schedule one NOTIFY
+///   for other processes, sent after commit from a connection of its own with asynchronous
+///   commit; appends made while one is pending share it.
+/// - A dedicated connection LISTENs for other processes' NOTIFYs.
+/// - Waiters are also woken every poll interval, so a lost notification only delays readers.
 final class AppendNotifier: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var waiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
         var started = false
         var stopped = false
+        var senderStarted = false
+        var notifyPending = false
     }
 
     private let connectionString: String
     private let pollMillis: Int32
     private let state = Mutex(State())
     private let thread = NIOThreadPool(numberOfThreads: 1)
+    private let sender = NIOThreadPool(numberOfThreads: 1)
+    /// The sender's connection; touched only on the sender's one thread.
+    private let senderConnection = Mutex<PostgresConnection?>(nil)
 
     init(connectionString: String, pollInterval: Duration) {
         self.connectionString = connectionString
@@ -83,13 +92,48 @@ final class AppendNotifier: Sendable {
     }
 
     func stop() async {
-        let waiters = state.withLock { state in
+        let (waiters, started, senderStarted) = state.withLock { state in
             state.stopped = true
             defer { state.waiters.removeAll() }
-            return state.waiters
+            return (state.waiters, state.started, state.senderStarted)
         }
         for (_, waiter) in waiters { waiter.resume() }
-        if state.withLock({ $0.started }) { try? await thread.shutdownGracefully() }
+        if started { try? await thread.shutdownGracefully() }
+        if senderStarted { try? await sender.shutdownGracefully() }
+        senderConnection.withLock { $0 = nil }
+    }
+
+    /// An append committed in this process: wake local readers now, tell other processes soon.
+    func appended() {
+        bump()
+        let submit = state.withLock { state -> Bool in
+            guard !state.stopped, !state.notifyPending else { return false }
+            state.notifyPending = true
+            if !state.senderStarted {
+                state.senderStarted = true
+                sender.start()
+            }
+            return true
+        }
+        guard submit else { return }
+        sender.submit { [self] _ in sendNotify() }
+    }
+
+    /// Runs on the sender's thread: one NOTIFY for every append since the last one.
+    private func sendNotify() {
+        state.withLock { $0.notifyPending = false }
+        senderConnection.withLock { connection in
+            do {
+                if connection == nil {
+                    let fresh = try PostgresConnection.connect(connectionString, timeoutSeconds: 2)
+                    try fresh.executeScript("SET synchronous_commit = off")
+                    connection = fresh
+                }
+                _ = try connection!.execute("SELECT pg_notify($1, '')", [.text(EventStore.notifyChannel)])
+            } catch {
+                connection = nil  // readers in other processes fall back to polling until it works again
+            }
+        }
     }
 
     private func startIfNeeded() {
