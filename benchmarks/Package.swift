@@ -1,10 +1,18 @@
 // swift-tools-version:6.2
 //
 // RPCBench — unary echo benchmark: Tote's RPC runtime against grpc-swift-2, same machine, same run.
+// EventStoreBench — event-store appends against pgbench on the same durable PostgreSQL cluster in
+// the same run, and catch-up read throughput.
 //
 // Kept out of the root package so that grpc-swift-2 (and swift-nio-ssl/BoringSSL, which its NIO
-// transport pulls in) never lands in the main build. See README.md and run.sh in this folder.
+// transport pulls in) never lands in the main build. See README.md, run.sh and run-eventstore.sh
+// in this folder.
 import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
 
 let package = Package(
     name: "tote-benchmarks",
@@ -20,11 +28,14 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
+        // Shared by both benchmarks: the latency histogram, clocks, /proc readers, formatting.
+        .target(name: "BenchSupport", swiftSettings: swiftSettings),
         // Counts calls to malloc & co. (interposed in the executable) for allocations per call.
         .target(name: "CAllocCounter"),
         .executableTarget(
             name: "RPCBench",
             dependencies: [
+                "BenchSupport",
                 "CAllocCounter",
                 .product(name: "ToteAPI", package: "tote"),
                 .product(name: "ToteRPC", package: "tote"),
@@ -36,10 +47,17 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
-            swiftSettings: [
-                .swiftLanguageMode(.v6),
-                .enableUpcomingFeature("ExistentialAny"),
-            ]
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "EventStoreBench",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "EventStore", package: "tote"),
+                .product(name: "Postgres", package: "tote"),
+                .product(name: "LocalPostgres", package: "tote"),
+            ],
+            swiftSettings: swiftSettings
         ),
     ]
 )

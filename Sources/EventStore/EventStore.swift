@@ -27,7 +27,7 @@ public final class EventStore: Sendable {
 
     /// Creates or upgrades the schema (idempotent; safe from many processes at once).
     public func migrate() async throws {
-        try await map { try await Migrations.apply(using: self.pool) }
+        _ = try await map { try await Migrations.apply(using: self.pool) }
     }
 
     /// Stops the live-notification listener. The pool belongs to the caller.

@@ -3,7 +3,6 @@ import FoundationEssentials  // Data, the type of bytes fields
 #else
 import Foundation
 #endif
-import Synchronization
 
 /// What to run: the matrix and how long each point is measured.
 struct RunOptions: Sendable {
@@ -46,17 +45,6 @@ struct Measurement: Sendable {
         let capacity = seconds * 1e9 * Double(MachineCPU.cpuCount)
         return Swift.max(0, Double(machineBusyNanoseconds) - ours) / capacity
     }
-}
-
-/// The benchmark phase every caller checks between calls.
-final class PhaseFlag: Sendable {
-    static let warmup = 0, measuring = 1, stopping = 2
-    private let state = Atomic<Int>(PhaseFlag.warmup)
-
-    @inline(__always)
-    var current: Int { state.load(ordering: .relaxed) }
-
-    func set(_ phase: Int) { state.store(phase, ordering: .relaxed) }
 }
 
 /// What one caller did: its latencies, or the error that stopped it.

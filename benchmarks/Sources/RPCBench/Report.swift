@@ -96,17 +96,6 @@ enum Report {
 
     /// `value` with `decimals` digits after the point (no Foundation formatting needed).
     static func format(_ value: Double, _ decimals: Int) -> String {
-        guard value.isFinite else { return "\(value)" }
-        var scale = 1.0
-        for _ in 0..<decimals { scale *= 10 }
-        let scaled = (abs(value) * scale).rounded()
-        let whole = UInt64(scaled / scale)
-        let fraction = UInt64(scaled - Double(whole) * scale)
-        var text = (value < 0 && scaled != 0 ? "-" : "") + "\(whole)"
-        if decimals > 0 {
-            let digits = String(fraction)
-            text += "." + String(repeating: "0", count: decimals - digits.count) + digits
-        }
-        return text
+        formatFixed(value, decimals)
     }
 }

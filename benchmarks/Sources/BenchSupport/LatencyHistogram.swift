@@ -5,7 +5,7 @@
 /// power-of-two range is split into `subBucketHalf` equal buckets, so a reported percentile is
 /// within 1/`subBucketHalf` (0.8 %) of the true sample value. Each caller records into its own
 /// histogram; they are merged at the end.
-struct LatencyHistogram: Sendable {
+public struct LatencyHistogram: Sendable {
     /// log2 of the number of sub-buckets per power of two.
     private static let subBucketBits = 7
     private static let subBucketHalf: UInt64 = 1 << subBucketBits
@@ -13,18 +13,18 @@ struct LatencyHistogram: Sendable {
 
     private var counts: [UInt64]
     /// Number of recorded values.
-    private(set) var count: UInt64 = 0
+    public private(set) var count: UInt64 = 0
     /// Smallest and largest recorded values (exact).
-    private(set) var min: UInt64 = .max
-    private(set) var max: UInt64 = 0
+    public private(set) var min: UInt64 = .max
+    public private(set) var max: UInt64 = 0
     private var sum: UInt64 = 0
 
-    init() {
+    public init() {
         counts = [UInt64](repeating: 0, count: Self.bucketCount)
     }
 
     /// The mean of the recorded values, or 0 if none.
-    var mean: Double { count == 0 ? 0 : Double(sum) / Double(count) }
+    public var mean: Double { count == 0 ? 0 : Double(sum) / Double(count) }
 
     @inline(__always)
     private static func index(of value: UInt64) -> Int {
@@ -44,7 +44,7 @@ struct LatencyHistogram: Sendable {
 
     /// Records one value, in nanoseconds.
     @inline(__always)
-    mutating func record(_ nanoseconds: UInt64) {
+    public mutating func record(_ nanoseconds: UInt64) {
         counts[Self.index(of: nanoseconds)] &+= 1
         count &+= 1
         sum &+= nanoseconds
@@ -53,7 +53,7 @@ struct LatencyHistogram: Sendable {
     }
 
     /// Adds every value recorded in `other`.
-    mutating func merge(_ other: LatencyHistogram) {
+    public mutating func merge(_ other: LatencyHistogram) {
         for index in counts.indices where other.counts[index] != 0 {
             counts[index] &+= other.counts[index]
         }
@@ -65,7 +65,7 @@ struct LatencyHistogram: Sendable {
 
     /// The value below which `percentile` % of the recorded values fall (nearest rank), reported
     /// as the midpoint of its bucket and clamped to the exact min and max. 0 if nothing was recorded.
-    func value(atPercentile percentile: Double) -> UInt64 {
+    public func value(atPercentile percentile: Double) -> UInt64 {
         guard count > 0 else { return 0 }
         let rank = Swift.max(1, UInt64((percentile / 100 * Double(count)).rounded(.up)))
         var seen: UInt64 = 0
