@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "ToteWireTests", dependencies: ["ToteWire", "ToteProto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ToteRPCTests",
-            dependencies: ["ToteRPC", "ToteAPI", "ToteServices", "ToteProto", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["ToteRPC", "ToteAPI", "ToteServices", "ToteProto", "ToteTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -263,10 +263,3 @@ struct EventStoreRestartTests {
         #expect(try await store.append(to: "after", expectedVersion: .noStream, events: events(1)).streamVersions["after"] == 1)
     }
 }
-
-/// A lock-protected value shared between concurrent test tasks.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-}

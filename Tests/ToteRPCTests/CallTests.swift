@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import Synchronization
 import Testing
+import ToteTestSupport
 import ToteAPI
 import ToteProto
 @testable import ToteRPC

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+import ToteTestSupport
 import ToteAPI
 import ToteProto
 import ToteServices
@@ -224,11 +225,4 @@ func eventually(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) asy
         try? await Task.sleep(for: .milliseconds(5))
     }
     return condition()
-}
-
-/// A lock-protected value shared between concurrent test tasks.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }
