@@ -73,5 +73,5 @@ step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
-echo "test steps: $passed passed, $failed failed"
+echo "steps: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
