@@ -214,11 +214,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             ))
         }
         guard let context else { return }
-        var deadline: ContinuousClock.Instant?
-        if headers.timeoutMicros > 0 {
-            let micros = min(headers.timeoutMicros, UInt64(Int64.max / 1000))
-            deadline = .now + .microseconds(Int64(micros))
-        }
+        // The relative deadline, clamped so that it converts to nanoseconds without overflow.
+        let timeoutMicros: Int64? = headers.timeoutMicros > 0 ? Int64(min(headers.timeoutMicros, UInt64(Int64.max / 1000))) : nil
+        let deadline = timeoutMicros.map { ContinuousClock.now + .microseconds($0) }
         let correlationID = headers.correlationID.isEmpty ? "\(connectionID)-\(id)" : headers.correlationID
         let serverContext = ServerContext(
             method: headers.method,
@@ -233,9 +231,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         )
         let call = Call(route: route, serverContext: serverContext)
         calls[id] = call
-        if headers.timeoutMicros > 0 {
+        if let micros = timeoutMicros {
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let micros = Int64(min(headers.timeoutMicros, UInt64(Int64.max / 1000)))
             call.deadlineTimer = context.eventLoop.scheduleTask(in: .microseconds(micros)) {
                 loopBound.value.deadlineExpired(id, micros: micros)
             }
