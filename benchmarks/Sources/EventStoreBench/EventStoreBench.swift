@@ -160,33 +160,16 @@ enum EventStoreBench {
 
     static func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         var options = BenchOptions()
-        var index = 0
-        func value() throws -> String {
-            index += 1
-            guard index < arguments.count else { throw BenchError("\(arguments[index - 1]) needs a value\n\(usage)") }
-            return arguments[index]
-        }
-        func seconds(_ text: String) throws -> Double {
-            guard let value = Double(text), value > 0 else { throw BenchError("not a positive number of seconds: \(text)") }
-            return value
-        }
-        func count(_ text: String) throws -> Int {
-            guard let value = Int(text), value > 0 else { throw BenchError("not a positive count: \(text)") }
-            return value
-        }
-        while index < arguments.count {
-            switch arguments[index] {
+        var arguments = Arguments(arguments, usage: usage)
+        while let option = arguments.nextOption() {
+            switch option {
             case "-h", "--help", "help": options.help = true
-            case "--duration": options.durationSeconds = try seconds(value())
-            case "--warmup": options.warmupSeconds = try seconds(value())
-            case "--writers":
-                let text = try value()
-                let values = text.split(separator: ",").compactMap { Int($0) }
-                guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { throw BenchError("not a list of positive counts: \(text)") }
-                options.writers = values
-            case "--rounds": options.rounds = try count(value())
+            case "--duration": options.durationSeconds = try arguments.seconds()
+            case "--warmup": options.warmupSeconds = try arguments.seconds()
+            case "--writers": options.writers = try arguments.counts()
+            case "--rounds": options.rounds = try arguments.count()
             case "--workloads":
-                let names = try value().split(separator: ",").map(String.init)
+                let names = try arguments.value().split(separator: ",").map(String.init)
                 options.catchUp = names.contains("catchup")
                 options.workloads = try names.filter { $0 != "catchup" }.map { name in
                     guard let workload = Workload(rawValue: name) else {
@@ -194,18 +177,14 @@ enum EventStoreBench {
                     }
                     return workload
                 }
-            case "--payload":
-                let text = try value()
-                guard let bytes = Int(text), bytes >= 0 else { throw BenchError("not a byte count: \(text)") }
-                options.payloadBytes = bytes
+            case "--payload": options.payloadBytes = try arguments.byteCount()
             case "--wait-events": options.waitEvents = true
-            case "--streams": options.streams = try count(value())
-            case "--batch-size": options.batchSize = try count(value())
-            case "--catchup-events": options.catchUpEvents = try count(value())
-            case "--catchup-batch": options.catchUpReadBatch = try count(value())
-            default: throw BenchError("unknown option \(arguments[index])\n\(usage)")
+            case "--streams": options.streams = try arguments.count()
+            case "--batch-size": options.batchSize = try arguments.count()
+            case "--catchup-events": options.catchUpEvents = try arguments.count()
+            case "--catchup-batch": options.catchUpReadBatch = try arguments.count()
+            default: throw arguments.unknownOption()
             }
-            index += 1
         }
         return options
     }

@@ -66,43 +66,22 @@ enum RPCBench {
 
     static func parseRunOptions(_ arguments: [String]) throws -> RunOptions {
         var options = RunOptions()
-        var index = 0
-        func value() throws -> String {
-            index += 1
-            guard index < arguments.count else { throw BenchError("\(arguments[index - 1]) needs a value\n\(usage)") }
-            return arguments[index]
-        }
-        func seconds(_ text: String) throws -> Double {
-            guard let value = Double(text), value > 0 else { throw BenchError("not a positive number of seconds: \(text)") }
-            return value
-        }
-        func counts(_ text: String) throws -> [Int] {
-            let values = text.split(separator: ",").compactMap { Int($0) }
-            guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { throw BenchError("not a list of positive counts: \(text)") }
-            return values
-        }
-        while index < arguments.count {
-            switch arguments[index] {
-            case "--duration": options.durationSeconds = try seconds(value())
-            case "--warmup": options.warmupSeconds = try seconds(value())
-            case "--payload":
-                let text = try value()
-                guard let bytes = Int(text), bytes >= 0 else { throw BenchError("not a byte count: \(text)") }
-                options.payloadBytes = bytes
-            case "--rounds":
-                let text = try value()
-                guard let rounds = Int(text), rounds > 0 else { throw BenchError("not a positive round count: \(text)") }
-                options.rounds = rounds
+        var arguments = Arguments(arguments, usage: usage)
+        while let option = arguments.nextOption() {
+            switch option {
+            case "--duration": options.durationSeconds = try arguments.seconds()
+            case "--warmup": options.warmupSeconds = try arguments.seconds()
+            case "--payload": options.payloadBytes = try arguments.byteCount()
+            case "--rounds": options.rounds = try arguments.count()
             case "--peers":
-                let text = try value()
+                let text = try arguments.value()
                 let peers = text.split(separator: ",").compactMap { Peer(rawValue: String($0)) }
                 guard !peers.isEmpty, peers.count == text.split(separator: ",").count else { throw BenchError("unknown peer in \(text) (tote, grpc)") }
                 options.peers = peers
-            case "--connections": options.connections = try counts(value())
-            case "--callers": options.callers = try counts(value())
-            default: throw BenchError("unknown option \(arguments[index])\n\(usage)")
+            case "--connections": options.connections = try arguments.counts()
+            case "--callers": options.callers = try arguments.counts()
+            default: throw arguments.unknownOption()
             }
-            index += 1
         }
         return options
     }
