@@ -130,23 +130,29 @@ public final class EventStore: Sendable {
         }
     }
 
-    /// Checks the expected version, advances the stream and inserts its events, in one statement
-    /// (a data-modifying CTE): no row back means the expected version did not hold and nothing
-    /// was written. Returns the stream's new version and the position of its last event.
-    private static func appendToStream(_ append: StreamAppend, commandID: String?, on connection: PostgresConnection) throws -> (Int64, LogPosition) {
-        let events = append.events
-        var parameters: [PostgresValue] = [
-            .text(append.stream), .int64(Int64(events.count)),
-            .uuidArray(events.map(\.eventID)), .textArray(events.map(\.type)), .int32Array(events.map(\.schemaVersion)),
-            .byteaArray(events.map(\.data)), .textArray(events.map(\.metadata.actorID)), .textArray(events.map(\.metadata.actorRole)),
-            .textArray(events.map(\.metadata.causationID)), .textArray(events.map(\.metadata.correlationID)),
-            .textArray(events.map { commandID ?? $0.metadata.commandID }),
-        ]
-        if case .exact(let expected) = append.expectedVersion { parameters.append(.int64(expected)) }
-        let inserted = try connection.execute("""
-            WITH stream AS (\(reserveSQL(append.expectedVersion)))
-            INSERT INTO events (stream_id, stream_version, event_id, type, schema_version, data,
-                                actor_id, actor_role, causation_id, correlation_id, command_id)
+    /// The statement that checks a stream's expected version, advances the stream and inserts
+    /// its events (a data-modifying CTE): it returns one row per event, or none when the
+    /// expected version did not hold, and then nothing was written.
+    ///
+    /// Parameters: `$1` stream name, `$2` event count, `$3`…`$11` the events' id, type, schema
+    /// version, data, actor id, actor role, causation id, correlation id and command id — scalars
+    /// when `singleEvent` (the common case: cheaper for the server than unnesting arrays), else
+    /// arrays — and `$12` the expected version for `.exact`. Public so that the benchmark can have
+    /// pgbench run the very statement the store runs.
+    public static func appendStatement(_ expected: ExpectedVersion, singleEvent: Bool) -> String {
+        let columns = "stream_id, stream_version, event_id, type, schema_version, data, actor_id, actor_role, causation_id, correlation_id, command_id"
+        if singleEvent {
+            return """
+                WITH stream AS (\(reserveSQL(expected)))
+                INSERT INTO events (\(columns))
+                SELECT stream.id, stream.version, $3::uuid, $4::text, $5::int4, $6::bytea, $7::text, $8::text, $9::text, $10::text, $11::text
+                FROM stream
+                RETURNING tx_id, global_position, stream_version
+                """
+        }
+        return """
+            WITH stream AS (\(reserveSQL(expected)))
+            INSERT INTO events (\(columns))
             SELECT stream.id, stream.version - $2 + e.n, e.event_id, e.type, e.schema_version, e.data,
                    e.actor_id, e.actor_role, e.causation_id, e.correlation_id, e.command_id
             FROM stream, unnest($3::uuid[], $4::text[], $5::int4[], $6::bytea[], $7::text[], $8::text[],
@@ -154,7 +160,30 @@ public final class EventStore: Sendable {
                  WITH ORDINALITY AS e(event_id, type, schema_version, data, actor_id, actor_role,
                                       causation_id, correlation_id, command_id, n)
             RETURNING tx_id, global_position, stream_version
-            """, parameters)
+            """
+    }
+
+    /// Runs ``appendStatement(_:singleEvent:)`` for one stream's part of an append. Returns the
+    /// stream's new version and the position of its last event.
+    private static func appendToStream(_ append: StreamAppend, commandID: String?, on connection: PostgresConnection) throws -> (Int64, LogPosition) {
+        let events = append.events
+        var parameters: [PostgresValue] = [.text(append.stream), .int64(Int64(events.count))]
+        if events.count == 1, let event = events.first {
+            parameters += [
+                .uuid(event.eventID), .text(event.type), .int32(event.schemaVersion), .bytea(event.data),
+                .text(event.metadata.actorID), .text(event.metadata.actorRole), .text(event.metadata.causationID),
+                .text(event.metadata.correlationID), .text(commandID ?? event.metadata.commandID),
+            ]
+        } else {
+            parameters += [
+                .uuidArray(events.map(\.eventID)), .textArray(events.map(\.type)), .int32Array(events.map(\.schemaVersion)),
+                .byteaArray(events.map(\.data)), .textArray(events.map(\.metadata.actorID)), .textArray(events.map(\.metadata.actorRole)),
+                .textArray(events.map(\.metadata.causationID)), .textArray(events.map(\.metadata.correlationID)),
+                .textArray(events.map { commandID ?? $0.metadata.commandID }),
+            ]
+        }
+        if case .exact(let expected) = append.expectedVersion { parameters.append(.int64(expected)) }
+        let inserted = try connection.execute(appendStatement(append.expectedVersion, singleEvent: events.count == 1), parameters)
         guard inserted.rowCount == events.count else {
             let actual = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(append.stream)])
             let actualVersion = actual.rowCount == 1 ? try actual.int64(0, 0) : nil

@@ -28,7 +28,7 @@ enum Appends {
 
     /// One point: `writers` tasks, each appending back-to-back (one event, or `batchSize` events
     /// to one stream) to a random stream with `expectedVersion: .any`, through a pool of
-    /// `min(writers, 64)` connections; warm-up, then the measured window.
+    /// `--pool` connections (default `min(writers, 64)`); warm-up, then the measured window.
     static func measure(
         _ workload: Workload,
         writers: Int,
@@ -37,7 +37,7 @@ enum Appends {
         postmaster: ClusterProcesses,
         waits: WaitSampling?
     ) async throws -> WriteMeasurement {
-        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: min(writers, 64), applicationName: "tote-bench"))
+        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: options.poolSize ?? min(writers, 64), applicationName: "tote-bench"))
         let store = EventStore(pool: pool)
         let payload = randomBytes(options.payloadBytes)
         let streams = (0..<options.streams).map { "bench-\($0)" }

@@ -180,6 +180,7 @@ enum EventStoreBench {
             case "--payload": options.payloadBytes = try arguments.byteCount()
             case "--wait-events": options.waitEvents = true
             case "--streams": options.streams = try arguments.count()
+            case "--pool": options.poolSize = try arguments.count()
             case "--batch-size": options.batchSize = try arguments.count()
             case "--catchup-events": options.catchUpEvents = try arguments.count()
             case "--catchup-batch": options.catchUpReadBatch = try arguments.count()
@@ -207,6 +208,8 @@ struct BenchOptions: Sendable {
     var rounds = 1
     /// Bytes of each event's payload (random, the same for every event and for pgbench's rows).
     var payloadBytes = 100
+    /// Connections in Tote's pool at each point; nil: one per writer, at most 64.
+    var poolSize: Int?
     /// Appends go to a stream drawn at random among this many.
     var streams = 1000
     /// Events per append in the `batch` workload (rows per INSERT in `pgbench-batch`).
@@ -230,10 +233,15 @@ enum Workload: String, CaseIterable, Sendable {
     case pgbench
     /// pgbench: one `batchSize`-row INSERT per transaction.
     case pgbenchBatch = "pgbench-batch"
+    /// pgbench running the event store's own single-event append statement
+    /// (`EventStore.appendStatement(.any, singleEvent: true)`) on the real `streams`/`events`
+    /// tables: what PostgreSQL itself can do for an append with a C client in front, so the
+    /// gap to `append` is the Swift client's and the gap to `pgbench` the schema's.
+    case pgbenchAppend = "pgbench-append"
     /// The workloads run when `--workloads` is not given.
-    static let standard: [Workload] = [.append, .batch, .pgbench, .pgbenchBatch]
+    static let standard: [Workload] = [.append, .batch, .pgbench, .pgbenchBatch, .pgbenchAppend]
 
-    var isPgBench: Bool { self == .pgbench || self == .pgbenchBatch }
+    var isPgBench: Bool { self == .pgbench || self == .pgbenchBatch || self == .pgbenchAppend }
 
     func eventsPerTransaction(_ options: BenchOptions) -> Int {
         self == .batch || self == .pgbenchBatch ? options.batchSize : 1

@@ -1,4 +1,5 @@
 import BenchSupport
+import EventStore
 import Foundation
 import Glibc
 import LocalPostgres
@@ -53,6 +54,7 @@ struct PgBench: Sendable {
         try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
         try script(for: .pgbench).write(to: scriptFile(.pgbench), atomically: true, encoding: .utf8)
         try script(for: .pgbenchBatch).write(to: scriptFile(.pgbenchBatch), atomically: true, encoding: .utf8)
+        try script(for: .pgbenchAppend).write(to: scriptFile(.pgbenchAppend), atomically: true, encoding: .utf8)
     }
 
     private func scriptFile(_ workload: Workload) -> URL {
@@ -71,6 +73,19 @@ struct PgBench: Sendable {
             \\set correlation random(1, 1000000000)
 
             """
+        if workload == .pgbenchAppend {
+            // The store's statement with its parameters spelled as pgbench expressions, highest
+            // number first so that `$1` does not match inside `$10`. Same streams as Tote's
+            // `append` workload, a fresh event id per row.
+            let values: [(String, String)] = [
+                ("$11", "''"), ("$10", "CAST(:correlation AS text)"), ("$9", "''"), ("$8", "'system'"), ("$7", "'bench'"),
+                ("$6", "'\\x\(payload)'"), ("$5", "1"), ("$4", "'BenchEvent'"), ("$3", "gen_random_uuid()"),
+                ("$2", "1"), ("$1", "'bench-' || (:stream - 1)"),
+            ]
+            var statement = EventStore.appendStatement(.any, singleEvent: true)
+            for (parameter, value) in values { statement = statement.replacingOccurrences(of: parameter, with: value) }
+            return header + statement.split(separator: "\n").joined(separator: " ") + ";\n"
+        }
         if workload == .pgbenchBatch {
             return header + """
                 INSERT INTO bench_events (stream_id, type, data, correlation_id) SELECT CAST(:stream AS bigint), 'BenchEvent', '\\x\(payload)'::bytea, CAST(:correlation AS text) FROM generate_series(1, \(options.batchSize));

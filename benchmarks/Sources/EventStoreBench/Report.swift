@@ -93,6 +93,22 @@ enum Report {
                 }
             }
 
+            let sameStatementWriters = options.writers.filter { summary(.pgbenchAppend, $0) != nil }
+            if !sameStatementWriters.isEmpty {
+                out += "\nThe same comparison with pgbench running the event store's own append statement (`pgbench-append`): the gap to `pgbench` is the schema's (stream version check, event bookkeeping), the gap to `append` the Swift client's:\n\n"
+                out += "| writers | Tote appends/s | pgbench-append TPS | Tote ÷ pgbench-append | pgbench-append ÷ pgbench | Tote p99 ms | pgbench-append p99 ms |\n"
+                out += "|--:|--:|--:|--:|--:|--:|--:|\n"
+                for writers in sameStatementWriters {
+                    guard let same = summary(.pgbenchAppend, writers) else { continue }
+                    let tote = summary(.append, writers)
+                    let plain = summary(.pgbench, writers)
+                    out += "| \(writers) | \(tote.map { formatFixed($0.transactionsPerSecond, 0) } ?? "–") | \(formatFixed(same.transactionsPerSecond, 0)) "
+                    out += "| \(tote.map { formatFixed($0.transactionsPerSecond / same.transactionsPerSecond, 2) + "×" } ?? "–") "
+                    out += "| \(plain.map { formatFixed(same.transactionsPerSecond / $0.transactionsPerSecond, 2) + "×" } ?? "–") "
+                    out += "| \(tote.map { millis($0.latency.value(atPercentile: 99)) } ?? "–") | \(millis(same.latency.value(atPercentile: 99))) |\n"
+                }
+            }
+
             let batchWriters = options.writers.filter { summary(.batch, $0) != nil }
             if !batchWriters.isEmpty {
                 out += "\n\(options.batchSize)-event appends vs pgbench \(options.batchSize)-row INSERTs (events/s), and vs pgbench's single-row TPS (transactions/s):\n\n"
