@@ -39,13 +39,16 @@ public final class EventStore: Sendable {
 
     /// Appends events to one or more streams atomically.
     ///
-    /// - Parameter commandID: the command's idempotency key. If a command with this id was
-    ///   already processed, nothing is written and its stored result is returned (with
-    ///   `deduplicated` set), even if the earlier append is still committing concurrently.
+    /// - Parameters:
+    ///   - commandID: the command's idempotency key. If a command with this id was already
+    ///     processed, nothing is written and its stored result is returned (with `deduplicated`
+    ///     set), even if the earlier append is still committing concurrently.
+    ///   - reply: bytes stored with the command id and returned in ``AppendResult/reply`` by this
+    ///     append and by every repeat of it (the command layer's answer to its caller).
     /// - Throws: ``EventStoreError`` `.wrongExpectedVersion` naming the stream and its actual
     ///   version (nothing is written), `.invalidAppend`, or `.unavailable` when the database
     ///   cannot be reached (retry).
-    public func append(_ appends: [StreamAppend], commandID: String? = nil) async throws -> AppendResult {
+    public func append(_ appends: [StreamAppend], commandID: String? = nil, reply: [UInt8]? = nil) async throws -> AppendResult {
         try Self.validate(appends)
         let sorted = appends.sorted { $0.stream < $1.stream }  // one lock order: no deadlocks between appends
         let result = try await map {
@@ -53,10 +56,10 @@ public final class EventStore: Sendable {
                 // One stream and no command id: a single statement, atomic on its own, so no
                 // BEGIN/COMMIT round trips. Otherwise one transaction around all the statements.
                 if sorted.count == 1, commandID == nil {
-                    return try Self.append(sorted, commandID: nil, on: connection)
+                    return try Self.append(sorted, commandID: nil, reply: reply, on: connection)
                 }
                 return try connection.transaction { connection in
-                    try Self.append(sorted, commandID: commandID, on: connection)
+                    try Self.append(sorted, commandID: commandID, reply: reply, on: connection)
                 }
             }
         }
@@ -83,7 +86,7 @@ public final class EventStore: Sendable {
     }
 
     /// The body of the append transaction.
-    static func append(_ appends: [StreamAppend], commandID: String?, on connection: PostgresConnection) throws -> AppendResult {
+    static func append(_ appends: [StreamAppend], commandID: String?, reply: [UInt8]? = nil, on connection: PostgresConnection) throws -> AppendResult {
         if let commandID {
             // Waits for a concurrent holder of the same id to commit or abort, then decides.
             let claimed = try connection.execute(
@@ -105,7 +108,7 @@ public final class EventStore: Sendable {
             versions[append.stream] = version
             last = max(last, position)
         }
-        let result = AppendResult(streamVersions: versions, position: last)
+        let result = AppendResult(streamVersions: versions, position: last, reply: reply)
         if let commandID {
             let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
             _ = try connection.execute("UPDATE processed_commands SET result = $2 WHERE command_id = $1", [.text(commandID), .jsonb(json)])
@@ -229,6 +232,20 @@ public final class EventStore: Sendable {
             try await self.pool.withConnection { connection in
                 let result = try connection.execute("SELECT version FROM streams WHERE name = $1", [.text(stream)])
                 return result.rowCount == 1 ? try result.int64(0, 0) : nil
+            }
+        }
+    }
+
+    /// Names of the streams that start with `prefix`, in name order (e.g. every stock item of a
+    /// SKU: `stock-<sku>@`). For small, bounded families of streams, not for scanning the log.
+    public func streamNames(withPrefix prefix: String, limit: Int = 1000) async throws -> [String] {
+        let pattern = prefix.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+        return try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute(
+                    "SELECT name FROM streams WHERE name LIKE $1 ORDER BY name LIMIT $2", [.text(pattern), .int64(Int64(limit))])
+                return try (0..<result.rowCount).map { try result.string($0, 0) }
             }
         }
     }

@@ -97,11 +97,15 @@ public struct AppendResult: Sendable, Hashable, Codable {
     public var streamVersions: [String: Int64]
     public var position: LogPosition
     public var deduplicated: Bool
+    /// What the command answered its caller (the command layer's encoded reply), stored with the
+    /// command id so that a repeat gets the same answer; nil when none was given.
+    public var reply: [UInt8]?
 
-    public init(streamVersions: [String: Int64], position: LogPosition, deduplicated: Bool = false) {
+    public init(streamVersions: [String: Int64], position: LogPosition, deduplicated: Bool = false, reply: [UInt8]? = nil) {
         self.streamVersions = streamVersions
         self.position = position
         self.deduplicated = deduplicated
+        self.reply = reply
     }
 }
 

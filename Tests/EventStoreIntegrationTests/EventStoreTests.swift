@@ -133,6 +133,11 @@ struct EventStoreIntegrationTests {
         #expect(Set(results.map(\.position)).count == 1 && Set(results.map(\.streamVersions)).count == 1)
         #expect(try await store.readStream("cart-2").count == 3)
         #expect(try await store.readStream("cart-2").allSatisfy { $0.metadata.commandID == "cmd-2" })
+
+        // The command layer's reply is stored with the id: a repeat gets the first reply, not its own.
+        let replied = try await store.append([StreamAppend(stream: "cart-3", expectedVersion: .any, events: events(1))], commandID: "cmd-3", reply: [1, 2, 3])
+        let repeated = try await store.append([StreamAppend(stream: "cart-3", expectedVersion: .any, events: events(1))], commandID: "cmd-3", reply: [9])
+        #expect(replied.reply == [1, 2, 3] && repeated.reply == [1, 2, 3] && repeated.deduplicated)
     }
 
     @Test("the skipped-event race: a slow transaction's event is not skipped by a tailing reader")
