@@ -14,6 +14,10 @@ cd "$root"
 mode=write
 [ "${1:-}" = "--check" ] && mode=check
 
+# One generator at a time on this machine (several people or agents may share a checkout).
+exec 9>/tmp/tote-generate-protos.lock
+flock 9
+
 for tool in protoc protoc-c; do
   command -v "$tool" >/dev/null || { echo "generate-protos: $tool not found (apt-get install protobuf-compiler protobuf-c-compiler)" >&2; exit 2; }
 done

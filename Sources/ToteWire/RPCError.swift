@@ -116,4 +116,19 @@ extension RPCError {
         for detail in details { if case .quotaFailure(let value) = detail.kind { return value } }
         return nil
     }
+
+    public var errorInfo: Tote_V1_ErrorInfo? {
+        for detail in details { if case .errorInfo(let value) = detail.kind { return value } }
+        return nil
+    }
+
+    public var currentState: Tote_V1_CurrentState? {
+        for detail in details { if case .currentState(let value) = detail.kind { return value } }
+        return nil
+    }
+
+    public var preconditionFailure: Tote_V1_PreconditionFailure? {
+        for detail in details { if case .precondition(let value) = detail.kind { return value } }
+        return nil
+    }
 }
