@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "Postgres", targets: ["Postgres"]),
         .library(name: "LocalPostgres", targets: ["LocalPostgres"]),
         .library(name: "EventStore", targets: ["EventStore"]),
+        .library(name: "ToteDomain", targets: ["ToteDomain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // MARK: C system libraries (apt: liblmdb-dev, libpq-dev, libprotobuf-c-dev)
@@ -96,11 +98,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Domain: pure deciders (no I/O, no clock) and the command runtime over the event store
+        .target(
+            name: "ToteDomain",
+            dependencies: [
+                "ToteProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ToteCommands",
+            dependencies: [
+                "ToteDomain", "EventStore", "ToteProto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tote API: method descriptors shared by servers and clients, and service implementations
         .target(name: "ToteAPI", dependencies: ["ToteRPC", "ToteProto"], swiftSettings: swiftSettings),
         .target(
             name: "ToteServices",
-            dependencies: ["ToteAPI", "ToteRPC", "ToteProto", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -108,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "tote",
             dependencies: [
-                "ToteServices", "ToteAPI", "ToteRPC", "EventStore", "Postgres",
+                "ToteServices", "ToteCommands", "ToteAPI", "ToteRPC", "EventStore", "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,10 +158,16 @@ let package = Package(
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToteDomainTests", dependencies: ["ToteDomain", "ToteProto"], swiftSettings: swiftSettings),
         .target(name: "ToteTestSupport", dependencies: ["LocalPostgres"], path: "Tests/ToteTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "EventStoreIntegrationTests",
             dependencies: ["EventStore", "Postgres", "ToteTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CommerceIntegrationTests",
+            dependencies: ["ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "EventStore", "Postgres", "ToteTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
