@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import ToteAPI
+import ToteCommands
 import ToteServices
 
 /// The `tote` command: one executable, one subcommand per role.
@@ -57,8 +58,10 @@ struct HostAndPort: ExpressibleByArgument, CustomStringConvertible {
     var description: String { "\(host):\(port)" }
 }
 
-/// `tote serve`: runs the wire-protocol server with every role this build has (for now: Health
-/// and Diagnostics) until SIGINT or SIGTERM, then drains in-flight calls and exits.
+/// `tote serve`: runs the wire-protocol server until SIGINT or SIGTERM, then drains in-flight
+/// calls and exits. Health and Diagnostics always; with a database (`--database` or
+/// `TOTE_DATABASE_URL`) also the commerce command services over the event store, and the reaper
+/// that records expired reservations.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the Tote server.")
 
@@ -77,6 +80,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds graceful shutdown waits for in-flight calls.")
     var drainTimeout: Int = 30
 
+    @Option(help: "libpq connection string of the event store's database; migrated at start. Default: the TOTE_DATABASE_URL environment variable; none: serve Health and Diagnostics only.")
+    var database: String?
+
+    @Option(help: "PostgreSQL connections in the pool (concurrent commits share WAL flushes).")
+    var poolSize: Int = 16
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -84,10 +93,31 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "tote")
         let keyring = try loadKeyring()
 
-        let health = HealthService(serverVersion: "tote \(Tote.version)", services: ["tote.v1.Health", "tote.v1.Diagnostics"])
+        var served = ["tote.v1.Health", "tote.v1.Diagnostics"]
         var router = RPCRouter()
-        health.register(into: &router)
         DiagnosticsService().register(into: &router)
+        var background: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var store: EventStore?
+        var pool: PostgresPool?
+        if let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"] {
+            let eventPool = PostgresPool(configuration: .init(connectionString: connectionString, size: poolSize, applicationName: "tote-serve"))
+            let eventStore = EventStore(pool: eventPool)
+            do {
+                try await eventStore.migrate()
+            } catch {
+                await eventStore.shutdown()
+                try? await eventPool.shutdown()
+                throw ValidationError("cannot open the event store: \(error)")
+            }
+            let runner = CommandRunner(store: eventStore)
+            CommerceServices(runner: runner).register(into: &router)
+            served += CommerceServices.serviceNames
+            background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+            store = eventStore
+            pool = eventPool
+        }
+        let health = HealthService(serverVersion: "tote \(Tote.version)", services: served)
+        health.register(into: &router)
 
         let server = RPCServer(
             configuration: .init(
@@ -110,7 +140,7 @@ struct Serve: AsyncParsableCommand {
 
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)] + background,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -120,6 +150,8 @@ struct Serve: AsyncParsableCommand {
         } onGracefulShutdown: {
             health.markAllNotServing()
         }
+        await store?.shutdown()
+        try? await pool?.shutdown()
         logger.info("tote stopped")
     }
 
@@ -232,4 +264,19 @@ struct Migrate: AsyncParsableCommand {
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version.")
     func run() { print("tote \(Tote.version)") }
+}
+
+/// A long-running task of the server (the reaper, projectors) as a lifecycle service: it runs
+/// until the group shuts down gracefully, which cancels it.
+struct BackgroundProcess: Service {
+    let name: String
+    let body: @Sendable () async throws -> Void
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await body() }
+        } catch is CancellationError {
+            return
+        }
+    }
 }
