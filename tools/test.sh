@@ -25,7 +25,7 @@ step() { # name, command...
 
 # PostgreSQL integration suites run on their own: their load (a 16-writer stress test) would
 # otherwise distort the timing-sensitive socket tests running beside them.
-pg_suites="PostgresIntegrationTests|EventStoreIntegrationTests"
+pg_suites="PostgresIntegrationTests|EventStoreIntegrationTests|CommerceIntegrationTests"
 
 swift_tests() {
   swift build --build-tests && swift test --skip-build --skip "$pg_suites"
