@@ -67,6 +67,21 @@ public final class EventStore: Sendable {
         return result
     }
 
+    /// The stored result of a processed command id, or nil if none was processed (or it is still
+    /// committing). A command that decides nothing on a repeat asks this, so it still answers
+    /// with its first result.
+    public func processedResult(commandID: String) async throws -> AppendResult? {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1 AND result <> '{}'::jsonb", [.text(commandID)])
+                guard stored.rowCount == 1 else { return nil }
+                var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
+                result.deduplicated = true
+                return result
+            }
+        }
+    }
+
     /// Appends to a single stream.
     public func append(to stream: String, expectedVersion: ExpectedVersion, events: [NewEvent], commandID: String? = nil) async throws -> AppendResult {
         try await append([StreamAppend(stream: stream, expectedVersion: expectedVersion, events: events)], commandID: commandID)

@@ -84,7 +84,14 @@ public final class CommandRunner: Sendable {
             var unit = UnitOfWork(runner: self, context: CommandContext(actor: actor, nowMicros: clock()), commandID: commandID, correlationID: correlationID, held: held)
             let reply = try await body(&unit)
             let appends = unit.appends()
-            if appends.isEmpty { return CommandOutcome(reply: reply, append: nil) }
+            if appends.isEmpty {
+                // Nothing to write: either a no-op, or a repeat of a command that already wrote
+                // (its state now makes it a no-op) and must answer as it did the first time.
+                if !commandID.isEmpty, let stored = try await store.processedResult(commandID: commandID) {
+                    return CommandOutcome(reply: try stored.reply.map { try Reply(serializedBytes: $0) } ?? reply, append: stored)
+                }
+                return CommandOutcome(reply: reply, append: nil)
+            }
             do {
                 let result = try await store.append(appends, commandID: commandID.isEmpty ? nil : commandID, reply: try reply.serializedBytes())
                 if result.deduplicated {

@@ -6,8 +6,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import ToteAPI
 import ToteCommands
+import ToteDomain
 import ToteServices
 
 /// The `tote` command: one executable, one subcommand per role.
@@ -110,9 +112,19 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("cannot open the event store: \(error)")
             }
             let runner = CommandRunner(store: eventStore)
-            CommerceServices(runner: runner).register(into: &router)
+            // The simulated payment provider (development): it answers in-process and sends its
+            // signed webhooks back through the same verification a real provider's go through.
+            let settings = StoreSettings.demo
+            let webhooks = WebhookForwarder()
+            var gatewayConfiguration = SimulatedGateway.Configuration()
+            gatewayConfiguration.webhookSecret = settings.webhookSecrets["simulated"] ?? ""
+            let gateway = SimulatedGateway(configuration: gatewayConfiguration, sink: { request in await webhooks.deliver(request) })
+            let commerce = CommerceServices(runner: runner, settings: settings, gateways: ["simulated": gateway])
+            webhooks.attach(commerce, logger: Logger(label: "tote.webhooks"))
+            commerce.register(into: &router)
             served += CommerceServices.serviceNames
-            background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+            background.append(.init(service: BackgroundProcess(name: "promotions") { try await commerce.promotions.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+            background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner, trackers: commerce.reaperTrackers).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
             store = eventStore
             pool = eventPool
         }
@@ -277,6 +289,25 @@ struct BackgroundProcess: Service {
             try await cancelWhenGracefulShutdown { try await body() }
         } catch is CancellationError {
             return
+        }
+    }
+}
+
+/// Hands the simulated gateway's webhooks to the payments service of this process (set once,
+/// after the services exist; webhooks sent before are dropped, as a provider's would bounce).
+final class WebhookForwarder: Sendable {
+    private let target = Mutex<(CommerceServices, Logger)?>(nil)
+
+    func attach(_ services: CommerceServices, logger: Logger) {
+        target.withLock { $0 = (services, logger) }
+    }
+
+    func deliver(_ request: Tote_V1_ProviderWebhookRequest) async {
+        guard let (services, logger) = target.withLock({ $0 }) else { return }
+        do {
+            _ = try await services.deliverWebhook(request, logger: logger)
+        } catch {
+            logger.warning("webhook rejected", metadata: ["provider_event_id": "\(request.providerEventID)", "error": "\(error)"])
         }
     }
 }

@@ -26,7 +26,9 @@ final class Node: Sendable {
     let port: Int
     let clock: TestClock
 
-    static func start(clock: TestClock = TestClock(), poolSize: Int = 16) async throws -> Node {
+    /// - Parameter gateway: the payment provider "simulated"; by default one that approves every
+    ///   card and holds its webhooks until the test delivers them (``pendingWebhooks``).
+    static func start(clock: TestClock = TestClock(), poolSize: Int = 16, gateway: SimulatedGateway? = nil) async throws -> Node {
         let cluster = try LocalCluster.cluster
         let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
         let admin = try PostgresConnection.connect(cluster.connectionString)
@@ -36,15 +38,33 @@ final class Node: Sendable {
         try await store.migrate()
         let runner = CommandRunner(store: store, clock: { clock.now })
         var router = RPCRouter()
-        CommerceServices(runner: runner).register(into: &router)
+        let gateway = gateway ?? Node.gateway(clock: clock)
+        let services = CommerceServices(runner: runner, settings: .demo, gateways: ["simulated": gateway])
+        services.register(into: &router)
+        try await services.promotions.catchUp()
         var logger = Logger(label: "test.commerce")
         logger.logLevel = .critical
         let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5)), router: router, keyring: Keys.keyring, logger: logger)
         let address = try await server.start()
-        return Node(store: store, pool: pool, runner: runner, server: server, port: address.port!, clock: clock)
+        return Node(store: store, pool: pool, runner: runner, server: server, port: address.port!, clock: clock, gateway: gateway, services: services)
     }
 
-    private init(store: EventStore, pool: PostgresPool, runner: CommandRunner, server: RPCServer, port: Int, clock: TestClock) {
+    /// A simulated provider signing with the demo store's secret, on the test clock, whose
+    /// webhooks wait for the test.
+    static func gateway(clock: TestClock, _ configure: (inout SimulatedGateway.Configuration) -> Void = { _ in }) -> SimulatedGateway {
+        var configuration = SimulatedGateway.Configuration()
+        configuration.webhookSecret = StoreSettings.demo.webhookSecrets["simulated"]!
+        configuration.webhookDelivery = .manual
+        configure(&configuration)
+        return SimulatedGateway(configuration: configuration, nowMicros: { clock.now })
+    }
+
+    let gateway: SimulatedGateway
+    let services: CommerceServices
+
+    private init(store: EventStore, pool: PostgresPool, runner: CommandRunner, server: RPCServer, port: Int, clock: TestClock, gateway: SimulatedGateway, services: CommerceServices) {
+        self.gateway = gateway
+        self.services = services
         self.store = store
         self.pool = pool
         self.runner = runner
