@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "LocalPostgres", targets: ["LocalPostgres"]),
         .library(name: "EventStore", targets: ["EventStore"]),
         .library(name: "ToteDomain", targets: ["ToteDomain"]),
+        .library(name: "ToteCommands", targets: ["ToteCommands"]),
+        .library(name: "ToteServices", targets: ["ToteServices"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -118,12 +120,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Read side: projections into LMDB read models, and the queries over them
+        .target(
+            name: "ToteReadModels",
+            dependencies: [
+                "LMDB", "EventStore", "ToteDomain", "ToteProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tote API: method descriptors shared by servers and clients, and service implementations
         .target(name: "ToteAPI", dependencies: ["ToteRPC", "ToteProto"], swiftSettings: swiftSettings),
         .target(
             name: "ToteServices",
             dependencies: [
-                "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore",
+                "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore", "ToteReadModels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
@@ -159,6 +172,11 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore"], swiftSettings: swiftSettings),
         .testTarget(name: "ToteDomainTests", dependencies: ["ToteDomain", "ToteProto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ToteReadModelsTests",
+            dependencies: ["ToteReadModels", "LMDB", "EventStore", "ToteDomain", "ToteProto", "ToteServices", "ToteAPI", "ToteRPC", "ToteTestSupport", "Postgres"],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "ToteTestSupport", dependencies: ["LocalPostgres"], path: "Tests/ToteTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "EventStoreIntegrationTests",
@@ -167,7 +185,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CommerceIntegrationTests",
-            dependencies: ["ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "EventStore", "Postgres", "ToteTestSupport"],
+            dependencies: [
+                "ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "EventStore", "Postgres", "ToteTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

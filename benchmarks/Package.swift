@@ -3,6 +3,8 @@
 // RPCBench — unary echo benchmark: Tote's RPC runtime against grpc-swift-2, same machine, same run.
 // EventStoreBench — event-store appends against pgbench on the same durable PostgreSQL cluster in
 // the same run, and catch-up read throughput.
+// CommerceBench — PlaceOrder (3 lines) over the wire against a command node, with the event
+// store's append benchmark in the same run for the ratio, and add-to-cart latency.
 //
 // Kept out of the root package so that grpc-swift-2 (and swift-nio-ssl/BoringSSL, which its NIO
 // transport pulls in) never lands in the main build. See README.md, run.sh and run-eventstore.sh
@@ -56,6 +58,22 @@ let package = Package(
                 .product(name: "EventStore", package: "tote"),
                 .product(name: "Postgres", package: "tote"),
                 .product(name: "LocalPostgres", package: "tote"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "CommerceBench",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "EventStore", package: "tote"),
+                .product(name: "Postgres", package: "tote"),
+                .product(name: "LocalPostgres", package: "tote"),
+                .product(name: "ToteAPI", package: "tote"),
+                .product(name: "ToteRPC", package: "tote"),
+                .product(name: "ToteDomain", package: "tote"),
+                .product(name: "ToteCommands", package: "tote"),
+                .product(name: "ToteServices", package: "tote"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,127 @@
+import EventStore
+import Foundation
+import SwiftProtobuf
+import Testing
+import ToteAPI
+import ToteCommands
+import ToteDomain
+import ToteServices
+import ToteTestSupport
+
+@Suite("Flash sale through checkout, on a real PostgreSQL", .localCluster, .serialized)
+struct FlashSaleTests {
+    @Test("100 units, 2,000 concurrent PlaceOrder attempts from 40 connections: exactly 100 orders, the rest FAILED_PRECONDITION, and the log replays consistently")
+    func flashSale() async throws {
+        let node = try await Node.start(poolSize: 24)
+        defer { Task { await node.stop() } }
+        try await seedCatalog(node, skus: ["DROP": 4900], stock: 100)
+        // The stock sits at one location only; `overflow` is empty.
+        let clients = try await withThrowingTaskGroup(of: ClientConnection.self) { group in
+            for _ in 0..<40 { group.addTask { try await node.connect(apiKey: Keys.storefront) } }
+            return try await group.reduce(into: [ClientConnection]()) { $0.append($1) }
+        }
+        // 2,000 shoppers each get a ready checkout for one unit (20 at a time, to keep setup quick).
+        var checkouts: [String] = []
+        for chunk in stride(from: 0, to: 2000, by: 100) {
+            checkouts += try await withThrowingTaskGroup(of: String.self) { group in
+                for shopper in chunk..<(chunk + 100) {
+                    group.addTask { try await readyCheckout(clients[shopper % clients.count], lines: ["DROP": 1]) }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+        }
+        #expect(checkouts.count == 2000)
+
+        // The sale: every checkout tries to place its order at once.
+        enum Attempt: Sendable { case placed(String), refused(available: String?), failed(String) }
+        let attempts = try await withThrowingTaskGroup(of: Attempt.self) { group in
+            for (index, checkoutID) in checkouts.enumerated() {
+                group.addTask {
+                    do {
+                        var place = Tote_V1_PlaceOrderRequest()
+                        place.checkoutID = checkoutID
+                        let placed = try await clients[index % clients.count].unary(CheckoutAPI.placeOrder, place, options: command(timeout: .seconds(120)))
+                        return .placed(placed.orderID)
+                    } catch let error as RPCError where error.code == .failedPrecondition {
+                        return .refused(available: error.errorInfo?.metadata["available"])
+                    } catch {
+                        return .failed("\(error)")
+                    }
+                }
+            }
+            return try await group.reduce(into: [Attempt]()) { $0.append($1) }
+        }
+        var placed: [String] = []
+        var refused = 0
+        var failures: [String] = []
+        for attempt in attempts {
+            switch attempt {
+            case .placed(let id): placed.append(id)
+            case .refused(let available):
+                refused += 1
+                #expect(available == "0")
+            case .failed(let message): failures.append(message)
+            }
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+        #expect(placed.count == 100 && Set(placed).count == 100)
+        #expect(refused == 1900)
+
+        let audit = try await LogAudit.run(node.store, now: node.clock.now)
+        #expect(audit.problems.isEmpty, "\(audit.problems.prefix(5))")
+        #expect(audit.orders == 100)
+        #expect(audit.stock["DROP@main"]?.onHand == 100 && audit.stock["DROP@main"]?.liveReserved == 100)
+        for client in clients { await client.close() }
+    }
+
+    @Test("conflicts between two command nodes are retried with jitter; with no retries left the caller gets ABORTED")
+    func conflictsAcrossNodes() async throws {
+        let node = try await Node.start()
+        defer { Task { await node.stop() } }
+        // A second runner on the same database: another node, with its own in-process locks.
+        let other = CommandRunner(store: node.store, configuration: .init(maxAttempts: 50), clock: { node.clock.now })
+        let impatient = CommandRunner(store: node.store, configuration: .init(maxAttempts: 1), clock: { node.clock.now })
+        let key = StockItemDecider.Key(sku: "RACE", locationId: "main")
+        _ = try await node.runner.execute(commandID: "seed", actor: .system, correlationID: "t") { unit -> Google_Protobuf_Empty in
+            try await unit.decide(StockItemDecider.self, key.streamName, .receive(key: key, quantity: 1000, reference: "PO"))
+            return Google_Protobuf_Empty()
+        }
+        @Sendable func reserve(_ runner: CommandRunner, _ id: String) async throws {
+            _ = try await runner.execute(commandID: id, actor: .system, correlationID: "t") { unit -> Google_Protobuf_Empty in
+                // As the services do: one command at a time per stream inside a node; the nodes
+                // still race each other.
+                try await unit.serialize([key.streamName])
+                try await unit.decide(StockItemDecider.self, key.streamName, .reserve(key: key, reservationId: id, quantity: 1, expiresAtMicros: unit.context.nowMicros + 60_000_000, reference: "race"))
+                return Google_Protobuf_Empty()
+            }
+        }
+        // Patient runners on both "nodes": every reservation lands despite the races.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<100 {
+                group.addTask { try await reserve(i % 2 == 0 ? node.runner : other, "r-\(i)") }
+            }
+            try await group.waitForAll()
+        }
+        let (state, version) = try await node.runner.read(StockItemDecider.self, key.streamName)
+        #expect(state.reservations.count == 100 && version == 101)
+
+        // One attempt only, racing a busy node: some calls give up with a conflict.
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<60 {
+                group.addTask {
+                    do {
+                        try await reserve(i % 2 == 0 ? impatient : other, "s-\(i)")
+                        return true
+                    } catch let error as CommandError {
+                        return error.code == .conflict ? false : true
+                    } catch {
+                        return true
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.contains(false))
+        #expect(CommandError(.conflict, "x").rpcError.code == .aborted)
+    }
+}
