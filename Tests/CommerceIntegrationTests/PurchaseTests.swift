@@ -243,4 +243,43 @@ struct PurchaseTests {
         #expect(late?.code == .failedPrecondition && late?.currentState?.state == "ORDER_STATE_CANCELLED")
         await shopper.close()
     }
+
+    @Test("webhooks out of order and declined cards: a late 'requires action' after 'authorized' is stale; a decline leaves the order placed for another try")
+    func webhooksOutOfOrderAndDeclines() async throws {
+        let node = try await Node.start()
+        defer { Task { await node.stop() } }
+        try await seedCatalog(node, skus: ["SOCK": 900], stock: 5)
+        let shopper = try await node.connect(apiKey: Keys.storefront)
+
+        // 0002: the simulated provider declines; the order stays PLACED, its stock held.
+        let declinedOrder = try await placeOrder(shopper, checkoutID: try await readyCheckout(shopper, lines: ["SOCK": 1], token: "tok_visa_0002"))
+        var authorize = Tote_V1_AuthorizePaymentRequest()
+        authorize.orderID = declinedOrder.orderID
+        let declined = try await shopper.unary(PaymentsAPI.authorizePayment, authorize, options: command())
+        #expect(declined.state == .failed && declined.failureCode == "card_declined")
+        #expect(try await getOrder(shopper, declinedOrder.orderID).state == .placed)
+        // Another card for the same order: approved at once, the order is paid.
+        authorize.method.kind = .card
+        authorize.method.provider = "simulated"
+        authorize.method.token = "tok_visa_4242"
+        let approved = try await shopper.unary(PaymentsAPI.authorizePayment, authorize, options: command())
+        #expect(approved.state == .authorized)
+        #expect(try await getOrder(shopper, declinedOrder.orderID).state == .paid)
+
+        // 3-D Secure: the provider's two webhooks arrive newest first.
+        let order = try await placeOrder(shopper, checkoutID: try await readyCheckout(shopper, lines: ["SOCK": 2], token: "tok_visa_3220"))
+        var second = Tote_V1_AuthorizePaymentRequest()
+        second.orderID = order.orderID
+        _ = try await shopper.unary(PaymentsAPI.authorizePayment, second, options: command())
+        // The last two held webhooks are this payment's "requires action" and "authorized".
+        let webhooks = Array(await node.gateway.pendingWebhooks.suffix(2))
+        let authorized = try await shopper.unary(PaymentsAPI.providerWebhook, webhooks[1], options: CallOptions(timeout: .seconds(30)))
+        #expect(authorized.outcome == .applied && authorized.state == .authorized)
+        let late = try await shopper.unary(PaymentsAPI.providerWebhook, webhooks[0], options: CallOptions(timeout: .seconds(30)))
+        #expect(late.outcome == .stale && late.state == .authorized)
+        #expect(try await getOrder(shopper, order.orderID).state == .paid)
+        let stock = try await stockLevel(shopper, "SOCK")
+        #expect(stock.onHand == 2 && stock.available == 2)  // 5 − 1 − 2 committed
+        await shopper.close()
+    }
 }
