@@ -147,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "tote",
             dependencies: [
-                "ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "ToteRPC", "EventStore", "Postgres",
+                "ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "ToteRPC", "EventStore", "Postgres", "LocalPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

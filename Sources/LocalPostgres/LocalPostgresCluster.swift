@@ -41,7 +41,8 @@ public final class LocalPostgresCluster: Sendable {
         self.runAsPostgres = runAsPostgres
     }
 
-    /// Creates (if needed) and starts a cluster in `directory`.
+    /// Creates (if needed) and starts a cluster in `directory` (a server already running there is
+    /// reused: pass the port it was started with).
     ///
     /// - Parameters:
     ///   - port: the port number (it names the socket); nil picks one free on this machine.
@@ -64,7 +65,8 @@ public final class LocalPostgresCluster: Sendable {
                 "--no-instructions", "--locale=C",
             ] + (durable ? [] : ["--no-sync"]))
         }
-        try cluster.startServer()
+        // A server left running on this folder (a `tote dev` killed with -9) is reused.
+        if !cluster.isRunning { try cluster.startServer() }
         return cluster
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EventStore
+import LocalPostgres
 import Postgres
 import Foundation
 import Logging
@@ -21,7 +22,7 @@ struct Tote: AsyncParsableCommand {
         commandName: "tote",
         abstract: "Tote: an event-sourced commerce backend.",
         version: version,
-        subcommands: [Serve.self, Migrate.self, HealthCheck.self, Version.self]
+        subcommands: [Dev.self, Serve.self, Migrate.self, HealthCheck.self, Version.self]
     )
 }
 
@@ -92,8 +93,111 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let logger = Logger(label: "tote")
         let keyring = try loadKeyring()
+        try await ServerRun(
+            listen: listen, keyring: keyring, maxConnections: maxConnections, maxConcurrentStreams: maxConcurrentStreams,
+            drainTimeout: drainTimeout, database: database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"], poolSize: poolSize
+        ).run { _ in }
+    }
+
+    private func loadKeyring() throws -> APIKeyring {
+        let text: String
+        let source: String
+        if let apiKeysFile {
+            do {
+                text = try String(contentsOfFile: apiKeysFile, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read API keys file \(apiKeysFile): \(error.localizedDescription)")
+            }
+            source = apiKeysFile
+        } else if let env = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] {
+            text = env
+            source = "TOTE_API_KEYS"
+        } else {
+            throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS (e.g. 'storefront:<key>,operator:<key>')")
+        }
+        let keyring: APIKeyring
+        do {
+            keyring = try APIKeyring(parsing: text)
+        } catch {
+            throw ValidationError("\(source): \(error)")
+        }
+        guard !keyring.isEmpty else { throw ValidationError("\(source) holds no API keys") }
+        return keyring
+    }
+}
+
+/// `tote dev`: the whole platform on this machine for development and demos — a private
+/// PostgreSQL cluster in a local folder (created on first use, reused after; `--reset` wipes it),
+/// every role of `tote serve` in this process, and development API keys. Ctrl-C stops the server
+/// and the cluster.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the whole platform locally with its own PostgreSQL.")
+
+    @Option(help: "Folder for the PostgreSQL cluster (and, later, the read models).")
+    var folder: String = ".tote-dev"
+
+    @Flag(help: "Delete the folder's data first.")
+    var reset = false
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen: HostAndPort = HostAndPort(argument: "127.0.0.1:7700")!
+
+    @Option(help: "Port number of the private cluster's unix socket (it listens on no TCP port).")
+    var postgresPort: Int = 54329
+
+    @OptionGroup var logging: LoggingOptions
+
+    /// Writes a line to standard output at once (also when it is a file or a pipe).
+    private func say(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static let developmentKeys = "storefront:dev-storefront-key-0001,operator:dev-operator-key-00001,controller:dev-controller-key-0001"
+
+    func run() async throws {
+        logging.bootstrap()
+        let directory = URL(fileURLWithPath: folder).standardizedFileURL.appendingPathComponent("postgres")
+        if reset {
+            // A cluster left running by an earlier run is stopped before its files go.
+            if let stale = try? LocalPostgresCluster.start(in: directory, port: postgresPort) { try? stale.stop() }
+            try? FileManager.default.removeItem(at: URL(fileURLWithPath: folder))
+        }
+        say("dev: starting PostgreSQL in \(directory.path) (first start runs initdb)")
+        let cluster = try LocalPostgresCluster.start(in: directory, port: postgresPort, durable: true)
+        defer { try? cluster.stop() }
+        let admin = try PostgresConnection.connect(cluster.connectionString)
+        let exists = try admin.execute("SELECT 1 FROM pg_database WHERE datname = 'tote'").rowCount == 1
+        if !exists { try admin.executeScript("CREATE DATABASE tote") }
+
+        let keys = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] ?? Self.developmentKeys
+        let keyring = try APIKeyring(parsing: keys)
+        try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote")).run { address in
+            say("""
+                dev: Tote is running on \(address) (PostgreSQL: \(cluster.connectionString(database: "tote")))
+                dev: API keys\(ProcessInfo.processInfo.environment["TOTE_API_KEYS"] == nil ? " (development)" : ""): \(keys)
+                dev: try   tote health --server \(address) --api-key dev-storefront-key-0001
+                dev:       psql "\(cluster.connectionString(database: "tote"))" -c 'SELECT type, count(*) FROM events GROUP BY 1'
+                dev: Ctrl-C stops the server and PostgreSQL.
+                """)
+        }
+    }
+}
+
+/// One server process: Health and Diagnostics, and with a database the commerce services with
+/// their background processes, until SIGINT or SIGTERM. Shared by `tote serve` and `tote dev`.
+struct ServerRun {
+    var listen: HostAndPort
+    var keyring: APIKeyring
+    var maxConnections: Int = 4096
+    var maxConcurrentStreams: UInt32 = 1024
+    var drainTimeout: Int = 30
+    var database: String?
+    var poolSize: Int = 16
+
+    /// Serves until SIGINT or SIGTERM; `started` runs once the server listens (with its address).
+    func run(started: (String) async throws -> Void) async throws {
+        let logger = Logger(label: "tote")
 
         var served = ["tote.v1.Health", "tote.v1.Diagnostics"]
         var router = RPCRouter()
@@ -101,7 +205,7 @@ struct Serve: AsyncParsableCommand {
         var background: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var store: EventStore?
         var pool: PostgresPool?
-        if let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"] {
+        if let connectionString = database {
             let eventPool = PostgresPool(configuration: .init(connectionString: connectionString, size: poolSize, applicationName: "tote-serve"))
             let eventStore = EventStore(pool: eventPool)
             do {
@@ -148,7 +252,9 @@ struct Serve: AsyncParsableCommand {
             "address": "\(address)", "api_keys": "\(keyring.count)", "version": "\(Tote.version)",
         ])
         // Print the bound port on stdout for scripts that start tote on port 0.
-        FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? listen.host):\(address.port ?? listen.port)\n".utf8))
+        let bound = "\(address.ipAddress ?? listen.host):\(address.port ?? listen.port)"
+        FileHandle.standardOutput.write(Data("listening on \(bound)\n".utf8))
+        try await started(bound)
 
         let group = ServiceGroup(
             configuration: .init(
@@ -165,32 +271,6 @@ struct Serve: AsyncParsableCommand {
         await store?.shutdown()
         try? await pool?.shutdown()
         logger.info("tote stopped")
-    }
-
-    private func loadKeyring() throws -> APIKeyring {
-        let text: String
-        let source: String
-        if let apiKeysFile {
-            do {
-                text = try String(contentsOfFile: apiKeysFile, encoding: .utf8)
-            } catch {
-                throw ValidationError("cannot read API keys file \(apiKeysFile): \(error.localizedDescription)")
-            }
-            source = apiKeysFile
-        } else if let env = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] {
-            text = env
-            source = "TOTE_API_KEYS"
-        } else {
-            throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS (e.g. 'storefront:<key>,operator:<key>')")
-        }
-        let keyring: APIKeyring
-        do {
-            keyring = try APIKeyring(parsing: text)
-        } catch {
-            throw ValidationError("\(source): \(error)")
-        }
-        guard !keyring.isEmpty else { throw ValidationError("\(source) holds no API keys") }
-        return keyring
     }
 }
 
