@@ -64,11 +64,16 @@ c_client_against_live_server() {
   return $status
 }
 
+controller_sdk_tests() {
+  swift build --product tote && tools/controller/test.sh --server "$(swift build --show-bin-path)/tote"
+}
+
 step "system packages" tools/setup.sh
 step "generated protobuf code is current" tools/generate-protos.sh --check
 step "Swift tests" swift_tests
 step "PostgreSQL integration tests (real clusters)" postgres_tests
 step "C client against a live server" c_client_against_live_server
+step "C controller SDK and simulator (unit, fake bridge, live server)" controller_sdk_tests
 step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
 
 echo

@@ -120,6 +120,9 @@ enum CommerceBench {
         try await pool.shutdown()
     }
 
+    /// Call options of one command: a fresh idempotency key.
+    @Sendable static func key() -> CallOptions { CallOptions(timeout: .seconds(60), idempotencyKey: UUID().uuidString) }
+
     static func ms(_ histogram: LatencyHistogram, _ percentile: Double) -> String {
         formatFixed(Double(histogram.value(atPercentile: percentile)) / 1e6, 2)
     }
@@ -127,7 +130,6 @@ enum CommerceBench {
     /// One product per SKU, priced in EUR, published, with 10,000,000 units at `main`.
     static func seed(skus: [String], port: Int) async throws {
         let client = try await ClientConnection.connect(host: "127.0.0.1", port: port, configuration: .init(apiKey: "bench-operator-key-0001"))
-        func key() -> CallOptions { CallOptions(timeout: .seconds(60), idempotencyKey: UUID().uuidString) }
         try await skus.concurrentForEach(width: 16) { sku in
             var create = Tote_V1_CreateProductRequest()
             create.details.name = "Bench \(sku)"
@@ -162,7 +164,6 @@ enum CommerceBench {
     static func prepare(_ count: Int, skus: [String], clients: Int, connections: [ClientConnection]) async throws -> ([String], LatencyHistogram) {
         let results = try await (0..<count).concurrentMap(width: clients) { index -> (String, LatencyHistogram) in
             let client = connections[index % connections.count]
-            func key() -> CallOptions { CallOptions(timeout: .seconds(60), idempotencyKey: UUID().uuidString) }
             var histogram = LatencyHistogram()
             var create = Tote_V1_CreateCartRequest()
             create.currency = "EUR"
@@ -261,7 +262,7 @@ extension Sequence where Element: Sendable {
         return try await withThrowingTaskGroup(of: (Int, T).self) { group in
             var results = [T?](repeating: nil, count: items.count)
             var next = 0
-            while next < min(width, items.count) {
+            while next < Swift.min(width, items.count) {
                 let index = next
                 group.addTask { (index, try await transform(items[index])) }
                 next += 1
