@@ -499,7 +499,8 @@ public nonisolated struct Tote_V1_ControllerHello: Sendable {
   /// The warehouse the station is in.
   public var warehouseID: String = String()
 
-  /// Zones (location prefixes) the station can pick from; empty = all. Pick stations only.
+  /// Zones the station can pick from (a location id is "<warehouse>/<zone>/...", e.g. "main/A/01"
+  /// is in zone "A"); empty = all. Pick stations only.
   public var zones: [String] = []
 
   /// The controller protocol version it speaks (this draft: 1).

@@ -336,7 +336,8 @@ struct  Tote__V1__ControllerHello
    */
   char *warehouse_id;
   /*
-   * Zones (location prefixes) the station can pick from; empty = all. Pick stations only.
+   * Zones the station can pick from (a location id is "<warehouse>/<zone>/...", e.g. "main/A/01"
+   * is in zone "A"); empty = all. Pick stations only.
    */
   size_t n_zones;
   char **zones;
