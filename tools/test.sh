@@ -26,9 +26,17 @@ step() { # name, command...
 # PostgreSQL integration suites run on their own: their load (a 16-writer stress test) would
 # otherwise distort the timing-sensitive socket tests running beside them.
 pg_suites="PostgresIntegrationTests|EventStoreIntegrationTests|CommerceIntegrationTests"
+# The read-side suites run one test at a time: their CPU-heavy tests (a 2,000-product catalog
+# checked against a brute-force evaluator, LMDB map growth) would otherwise starve the
+# deadline-sensitive query-service tests beside them on 2 cores.
+serial_suites="ToteReadModelsTests|LMDBTests"
 
 swift_tests() {
-  swift build --build-tests && swift test --skip-build --skip "$pg_suites"
+  swift build --build-tests && swift test --skip-build --skip "$pg_suites|$serial_suites"
+}
+
+read_side_tests() {
+  swift test --skip-build --no-parallel --filter "$serial_suites"
 }
 
 postgres_tests() {
@@ -72,6 +80,7 @@ step "system packages" tools/setup.sh
 step "generated protobuf code is current" tools/generate-protos.sh --check
 step "Swift tests" swift_tests
 step "PostgreSQL integration tests (real clusters)" postgres_tests
+step "read-side tests (LMDB, projector, queries; one at a time)" read_side_tests
 step "C client against a live server" c_client_against_live_server
 step "C controller SDK and simulator (unit, fake bridge, live server)" controller_sdk_tests
 step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"

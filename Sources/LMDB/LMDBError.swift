@@ -2,9 +2,8 @@ import CLMDB
 
 /// An error returned by an LMDB call, with the `MDB_*` code mapped to a case.
 ///
-/// Later issues extend the wrapper (environments, `~Copyable` transactions, cursors); every LMDB
-/// call made anywhere in Tote goes through ``LMDBError/check(_:_:)`` so that a return code is
-/// never ignored.
+/// Every LMDB call made anywhere in Tote goes through ``LMDBError/check(_:_:)`` so that a
+/// return code is never ignored.
 public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The kind of failure; an extensible set of well-known LMDB codes.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -26,6 +25,16 @@ public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let versionMismatch = Code(rawValue: MDB_VERSION_MISMATCH)
         public static let badTransaction = Code(rawValue: MDB_BAD_TXN)
         public static let badValueSize = Code(rawValue: MDB_BAD_VALSIZE)
+        public static let badDatabase = Code(rawValue: MDB_BAD_DBI)
+        public static let incompatible = Code(rawValue: MDB_INCOMPATIBLE)
+        /// `ENOENT`: the folder (of a read-only open) does not exist.
+        public static let noSuchFile = Code(rawValue: 2)
+        /// `EACCES`: a write on a read-only environment, or no permission.
+        public static let readOnly = Code(rawValue: 13)
+        /// `ECANCELED`: the writer was stopped before the write could run.
+        public static let cancelled = Code(rawValue: 125)
+        /// `EINVAL`: an invalid argument (e.g. an empty key).
+        public static let invalidArgument = Code(rawValue: 22)
 
         public var description: String { String(cString: mdb_strerror(rawValue)) }
     }

@@ -22,7 +22,7 @@ struct Tote: AsyncParsableCommand {
         commandName: "tote",
         abstract: "Tote: an event-sourced commerce backend.",
         version: version,
-        subcommands: [Dev.self, Serve.self, Migrate.self, HealthCheck.self, Version.self]
+        subcommands: [Dev.self, Serve.self, Project.self, Query.self, Migrate.self, HealthCheck.self, Version.self]
     )
 }
 
@@ -104,6 +104,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PostgreSQL connections in the pool (concurrent commits share WAL flushes).")
     var poolSize: Int = 16
 
+    @Option(help: "Folder of the LMDB read models: with a database, the projector keeps them current and tote.v1.Query is served from them.")
+    var readModels: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -111,7 +114,8 @@ struct Serve: AsyncParsableCommand {
         let keyring = try loadKeyring()
         try await ServerRun(
             listen: listen, keyring: keyring, maxConnections: maxConnections, maxConcurrentStreams: maxConcurrentStreams,
-            drainTimeout: drainTimeout, database: database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"], poolSize: poolSize
+            drainTimeout: drainTimeout, database: database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"], poolSize: poolSize,
+            readModels: readModels
         ).run { _ in }
     }
 
@@ -149,7 +153,7 @@ struct Serve: AsyncParsableCommand {
 struct Dev: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the whole platform locally with its own PostgreSQL.")
 
-    @Option(help: "Folder for the PostgreSQL cluster (and, later, the read models).")
+    @Option(help: "Folder for the PostgreSQL cluster (postgres/) and the LMDB read models (readmodels/).")
     var folder: String = ".tote-dev"
 
     @Flag(help: "Delete the folder's data first.")
@@ -187,7 +191,8 @@ struct Dev: AsyncParsableCommand {
 
         let keys = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] ?? Self.developmentKeys
         let keyring = try APIKeyring(parsing: keys)
-        try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote")).run { address in
+        let readModels = URL(fileURLWithPath: folder).standardizedFileURL.appendingPathComponent("readmodels").path
+        try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote"), readModels: readModels).run { address in
             say("""
                 dev: Tote is running on \(address) (PostgreSQL: \(cluster.connectionString(database: "tote")))
                 dev: API keys\(ProcessInfo.processInfo.environment["TOTE_API_KEYS"] == nil ? " (development)" : ""): \(keys)
@@ -209,6 +214,9 @@ struct ServerRun {
     var drainTimeout: Int = 30
     var database: String?
     var poolSize: Int = 16
+    /// Folder of the LMDB read models; with a database the projector keeps them current here and
+    /// the query service answers from them.
+    var readModels: String?
 
     /// Serves until SIGINT or SIGTERM; `started` runs once the server listens (with its address).
     func run(started: (String) async throws -> Void) async throws {
@@ -244,6 +252,14 @@ struct ServerRun {
             served += CommerceServices.serviceNames
             background.append(.init(service: BackgroundProcess(name: "promotions") { try await commerce.promotions.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
             background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner, trackers: commerce.reaperTrackers).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+            if let readModels {
+                let readSide = try ReadSide(folder: readModels, eventStore: eventStore)
+                readSide.queryService.register(into: &router)
+                served.append(APIServices.query.name)
+                if let projector = readSide.projector {
+                    background.append(.init(service: BackgroundProcess(name: "projector") { try await projector.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+                }
+            }
             store = eventStore
             pool = eventPool
         }
@@ -341,15 +357,15 @@ extension HealthCheck {
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create or upgrade the event store schema in PostgreSQL.")
 
-    @Option(help: "libpq connection string (default: the TOTE_DATABASE environment variable).")
+    @Option(help: "libpq connection string (default: the TOTE_DATABASE_URL environment variable).")
     var database: String?
 
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
         logging.bootstrap()
-        guard let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE"] else {
-            throw ValidationError("no database: pass --database 'host=… dbname=… user=…' or set TOTE_DATABASE")
+        guard let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"] ?? ProcessInfo.processInfo.environment["TOTE_DATABASE"] else {
+            throw ValidationError("no database: pass --database 'host=… dbname=… user=…' or set TOTE_DATABASE_URL")
         }
         if let complaint = PostgresLibrary.validate(connectionString: connectionString) {
             throw ValidationError("invalid connection string: \(complaint)")
@@ -364,6 +380,95 @@ struct Migrate: AsyncParsableCommand {
             throw ExitCode(error is PostgresError && (error as! PostgresError).isConnectionError ? 3 : 1)
         }
         try await pool.shutdown()
+    }
+}
+
+/// `tote project`: the projector as its own process — follows the event log and keeps the LMDB
+/// read models in a folder current (effectively once: each batch and its cursor commit together).
+/// `--rebuild` builds a fresh generation from position zero beside the live one, switches the
+/// readers to it when it has caught up, and exits.
+struct Project: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the projector that keeps the LMDB read models current.")
+
+    @Option(help: "libpq connection string of the event store (default: TOTE_DATABASE_URL).")
+    var database: String?
+
+    @Option(help: "Folder of the LMDB read models.")
+    var readModels: String
+
+    @Flag(help: "Rebuild every read model from the start of the log beside the live ones, switch, and exit.")
+    var rebuild = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        guard let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"] else {
+            throw ValidationError("no database: pass --database or set TOTE_DATABASE_URL")
+        }
+        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 2, applicationName: "tote-project"))
+        let store = EventStore(pool: pool)
+        let logger = Logger(label: "tote.projector")
+        do {
+            let readSide = try ReadSide(folder: readModels, eventStore: store, logger: logger)
+            if rebuild {
+                let generation = try await readSide.rebuild(eventStore: store)
+                FileHandle.standardOutput.write(Data("rebuilt read models: generation \(generation) is live\n".utf8))
+            } else if let projector = readSide.projector {
+                FileHandle.standardOutput.write(Data("projecting into \(readModels)\n".utf8))
+                let group = ServiceGroup(configuration: .init(
+                    services: [.init(service: BackgroundProcess(name: "projector") { try await projector.run() }, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                try await group.run()
+            }
+        } catch {
+            await store.shutdown()
+            try? await pool.shutdown()
+            throw error
+        }
+        await store.shutdown()
+        try await pool.shutdown()
+    }
+}
+
+/// `tote query`: the query service alone, answering tote.v1.Query from LMDB read models that a
+/// `tote project` process (on this host) keeps current. Never touches PostgreSQL.
+struct Query: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve tote.v1.Query from the LMDB read models.")
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen: HostAndPort = HostAndPort(argument: "127.0.0.1:7701")!
+
+    @Option(help: "Folder of the LMDB read models (written by tote project).")
+    var readModels: String
+
+    @Option(help: "File of API keys (see tote serve). Default: TOTE_API_KEYS.")
+    var apiKeysFile: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let text = try apiKeysFile.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ProcessInfo.processInfo.environment["TOTE_API_KEYS"]
+        guard let text else { throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS") }
+        let keyring = try APIKeyring(parsing: text)
+        let readSide = try ReadSide(folder: readModels, eventStore: nil)
+        var router = RPCRouter()
+        readSide.queryService.register(into: &router)
+        let health = HealthService(serverVersion: "tote \(Tote.version)", services: [APIServices.query.name])
+        health.register(into: &router)
+        let logger = Logger(label: "tote.query")
+        let server = RPCServer(configuration: .init(host: listen.host, port: listen.port), router: router, keyring: keyring, logger: logger)
+        let address = try await server.start()
+        FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? listen.host):\(address.port ?? listen.port)\n".utf8))
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            health.markAllNotServing()
+        }
     }
 }
 

@@ -28,7 +28,9 @@ final class Node: Sendable {
 
     /// - Parameter gateway: the payment provider "simulated"; by default one that approves every
     ///   card and holds its webhooks until the test delivers them (``pendingWebhooks``).
-    static func start(clock: TestClock = TestClock(), poolSize: Int = 16, gateway: SimulatedGateway? = nil) async throws -> Node {
+    /// - Parameter readModels: a folder for the LMDB read models: the node then also runs the
+    ///   projector and serves tote.v1.Query from them.
+    static func start(clock: TestClock = TestClock(), poolSize: Int = 16, gateway: SimulatedGateway? = nil, readModels: String? = nil) async throws -> Node {
         let cluster = try LocalCluster.cluster
         let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
         let admin = try PostgresConnection.connect(cluster.connectionString)
@@ -42,11 +44,17 @@ final class Node: Sendable {
         let services = CommerceServices(runner: runner, settings: .demo, gateways: ["simulated": gateway])
         services.register(into: &router)
         try await services.promotions.catchUp()
+        var projector: Task<Void, any Error>?
+        if let readModels {
+            let readSide = try ReadSide(folder: readModels, eventStore: store)
+            readSide.queryService.register(into: &router)
+            if let runner = readSide.projector { projector = Task { try await runner.run() } }
+        }
         var logger = Logger(label: "test.commerce")
         logger.logLevel = .critical
         let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5)), router: router, keyring: Keys.keyring, logger: logger)
         let address = try await server.start()
-        return Node(store: store, pool: pool, runner: runner, server: server, port: address.port!, clock: clock, gateway: gateway, services: services)
+        return Node(store: store, pool: pool, runner: runner, server: server, port: address.port!, clock: clock, gateway: gateway, services: services, projector: projector)
     }
 
     /// A simulated provider signing with the demo store's secret, on the test clock, whose
@@ -62,7 +70,10 @@ final class Node: Sendable {
     let gateway: SimulatedGateway
     let services: CommerceServices
 
-    private init(store: EventStore, pool: PostgresPool, runner: CommandRunner, server: RPCServer, port: Int, clock: TestClock, gateway: SimulatedGateway, services: CommerceServices) {
+    let projector: Task<Void, any Error>?
+
+    private init(store: EventStore, pool: PostgresPool, runner: CommandRunner, server: RPCServer, port: Int, clock: TestClock, gateway: SimulatedGateway, services: CommerceServices, projector: Task<Void, any Error>?) {
+        self.projector = projector
         self.gateway = gateway
         self.services = services
         self.store = store
@@ -78,6 +89,8 @@ final class Node: Sendable {
     }
 
     func stop() async {
+        projector?.cancel()
+        _ = await projector?.result
         await server.shutdownGracefully()
         await store.shutdown()
         try? await pool.shutdown()

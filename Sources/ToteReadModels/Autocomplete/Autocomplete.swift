@@ -1,0 +1,152 @@
+import ToteDomain
+import ToteProto
+
+/// Autocomplete over the ``AutocompleteProjection`` model: every query token is matched as a
+/// prefix of an entity's tokens (case and diacritics ignored); tokens of 4+ characters also match
+/// with one typo, and built-in synonyms expand whole words. Suggestions rank by popularity; typo
+/// and synonym matches (`fuzzy`) count half. When nothing matches, a wider search (one typo from 2
+/// characters, two from 8, any first letter) gives a misspelled query its nearest matches.
+public enum Autocomplete {
+    /// Suggestions when the request gives no limit.
+    public static let defaultLimit = 10
+    /// The most suggestions served.
+    public static let maxLimit = 50
+
+    /// Built-in synonym groups (normalized tokens); a whole query word in a group also matches the
+    /// others as prefixes.
+    public static let synonymGroups: [[String]] = [
+        ["tee", "tshirt"], ["sneaker", "trainer"], ["sneakers", "trainers"], ["hoodie", "sweatshirt"],
+        ["pants", "trousers"], ["jumper", "sweater", "pullover"], ["sofa", "couch"], ["tv", "television"],
+        ["laptop", "notebook"], ["phone", "smartphone", "mobile"], ["jacket", "coat"], ["bag", "handbag"],
+    ]
+
+    private static let synonyms: [String: [String]] = {
+        var map: [String: [String]] = [:]
+        for group in synonymGroups { for word in group { map[word, default: []] += group.filter { $0 != word } } }
+        return map
+    }()
+
+    /// Answers one autocomplete request from one snapshot.
+    public static func suggest(_ reader: some ReadModelReader, request: Tote_V1_AutocompleteRequest) throws -> Tote_V1_AutocompleteResponse {
+        var v = Validator()
+        v.require(request.prefix.count <= 100, "prefix", "at most 100 characters")
+        for (i, k) in request.kinds.enumerated() {
+            v.require(k == .product || k == .category || k == .brand, "kinds[\(i)]", "unknown suggestion kind")
+        }
+        try v.check()
+        let limit = request.limit == 0 ? defaultLimit : min(Int(request.limit), maxLimit)
+        let kinds = Set(request.kinds.map { UInt8($0.rawValue) })
+        let tokens = TextNormalizer.queryTokens(request.prefix)
+        var response = Tote_V1_AutocompleteResponse()
+        guard !tokens.isEmpty else { return response }
+        var found = try candidates(reader, tokens, wide: false, kinds: kinds)
+        if found.isEmpty { found = try candidates(reader, tokens, wide: true, kinds: kinds) }
+
+        var ranked: [(Tote_V1_Suggestion, UInt8)] = []
+        for (key, fuzzy) in found {
+            guard let e = try AutocompleteProjection.entity(key, reader), e.active else { continue }
+            var s = Tote_V1_Suggestion()
+            s.kind = Tote_V1_SuggestionKind(rawValue: Int(key[0])) ?? .unspecified
+            s.text = e.text
+            s.id = e.ref
+            s.fuzzy = fuzzy
+            s.score = (Double(e.score) + 1) * (fuzzy ? 0.5 : 1)
+            ranked.append((s, key[0]))
+        }
+        ranked.sort { a, b in
+            if a.0.score != b.0.score { return a.0.score > b.0.score }
+            if a.1 != b.1 { return a.1 < b.1 }
+            if a.0.text != b.0.text { return a.0.text < b.0.text }
+            return a.0.id < b.0.id
+        }
+        response.suggestions = ranked.prefix(limit).map(\.0)
+        return response
+    }
+
+    /// Entity keys matching every token, each with whether any token matched only fuzzily.
+    private static func candidates(_ reader: some ReadModelReader, _ tokens: [String], wide: Bool, kinds: Set<UInt8>) throws -> [[UInt8]: Bool] {
+        var combined: [[UInt8]: Bool]?
+        for token in tokens {
+            var matched: [[UInt8]: Bool] = [:]
+            try entities(reader, prefix: Array(token.utf8)) { key in matched[key] = false }
+            for s in synonyms[token] ?? [] {
+                try entities(reader, prefix: Array(s.utf8)) { key in if matched[key] == nil { matched[key] = true } }
+            }
+            let length = token.count
+            let typos = wide ? (length >= 8 ? 2 : (length >= 2 ? 1 : 0)) : (length >= 4 ? 1 : 0)
+            if typos > 0 {
+                for word in try nearWords(reader, token, typos: typos, wide: wide) {
+                    try entities(reader, prefix: Array(word.utf8) + [0]) { key in if matched[key] == nil { matched[key] = true } }
+                }
+            }
+            if !kinds.isEmpty { matched = matched.filter { kinds.contains($0.key[0]) } }
+            if let c = combined {
+                var next: [[UInt8]: Bool] = [:]
+                for (key, fuzzy) in matched { if let f = c[key] { next[key] = f || fuzzy } }
+                combined = next
+            } else {
+                combined = matched
+            }
+            if combined?.isEmpty == true { return [:] }
+        }
+        return combined ?? [:]
+    }
+
+    /// Calls `body` with the entity key of every term entry whose token starts with `prefix`.
+    private static func entities(_ reader: some ReadModelReader, prefix: [UInt8], _ body: ([UInt8]) -> Void) throws {
+        try reader.scan(AutocompleteLayout.terms, prefix: prefix, from: nil, reverse: false) { k, _ in
+            if let sep = k.firstIndex(of: 0) { body(Array(k[(sep + 1)...])) }
+            return true
+        }
+    }
+
+    /// Vocabulary words that `token` is a prefix of with at most `typos` edits (but not with
+    /// none: those are exact matches). Normally only words starting with the token's first or
+    /// second letter are tried; `wide` tries every word.
+    private static func nearWords(_ reader: some ReadModelReader, _ token: String, typos: Int, wide: Bool) throws -> [String] {
+        let query = Array(token.unicodeScalars)
+        var words: [String] = []
+        func consider(_ k: UnsafeRawBufferPointer) -> Bool {
+            let word = String(decoding: k, as: UTF8.self)
+            let d = prefixDistance(query, Array(word.unicodeScalars), limit: typos)
+            if d > 0 && d <= typos { words.append(word) }
+            return true
+        }
+        if wide {
+            try reader.scan(AutocompleteLayout.dictionary, prefix: [], from: nil, reverse: false) { k, _ in consider(k) }
+        } else {
+            var firsts: [String] = []
+            for ch in token.prefix(2) where !firsts.contains(String(ch)) { firsts.append(String(ch)) }
+            for f in firsts {
+                try reader.scan(AutocompleteLayout.dictionary, prefix: Array(f.utf8), from: nil, reverse: false) { k, _ in consider(k) }
+            }
+        }
+        return words
+    }
+
+    /// The smallest edit distance (insertions, deletions, substitutions, adjacent transpositions)
+    /// between `query` and any prefix of `word`; stops early above `limit` (returns limit + 1).
+    static func prefixDistance(_ query: [Unicode.Scalar], _ word: [Unicode.Scalar], limit: Int) -> Int {
+        let m = query.count, n = word.count
+        if m == 0 { return 0 }
+        var prev2 = [Int](repeating: 0, count: n + 1)
+        var prev = Array(0...n)
+        var cur = [Int](repeating: 0, count: n + 1)
+        for i in 1...m {
+            cur[0] = i
+            var rowMin = cur[0]
+            if n > 0 {
+                for j in 1...n {
+                    let cost = query[i - 1] == word[j - 1] ? 0 : 1
+                    var best = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+                    if i > 1 && j > 1 && query[i - 1] == word[j - 2] && query[i - 2] == word[j - 1] { best = min(best, prev2[j - 2] + 1) }
+                    cur[j] = best
+                    rowMin = min(rowMin, best)
+                }
+            }
+            if rowMin > limit { return limit + 1 }
+            (prev2, prev, cur) = (prev, cur, prev2)
+        }
+        return prev.min() ?? m
+    }
+}

@@ -1,0 +1,210 @@
+/// A set of dense internal product ids as a sorted array of `UInt32`: the posting-list
+/// representation of the catalog read model (stored as little-endian 4-byte words).
+///
+/// Chosen over roaring bitmaps: lists per (category, attribute, value) are mostly short (tens to a
+/// few thousand ids), where a sorted array is as small as a roaring array container and needs no C
+/// library; intersections use galloping search, so a short list against a long one costs
+/// O(short · log long). Measured with `CatalogPostingListTests` (see docs/READMODELS.md).
+public struct PostingList: Sendable, Hashable {
+    /// The ids, ascending, without duplicates.
+    public private(set) var ids: [UInt32]
+
+    /// An empty list.
+    public init() { ids = [] }
+
+    /// A list from ids in any order (sorted and deduplicated here).
+    public init<S: Sequence>(_ ids: S) where S.Element == UInt32 {
+        var sorted = Array(ids)
+        sorted.sort()
+        var out: [UInt32] = []
+        out.reserveCapacity(sorted.count)
+        for id in sorted where out.last != id { out.append(id) }
+        self.ids = out
+    }
+
+    /// Ids already sorted and unique (not checked).
+    init(sortedUnique ids: [UInt32]) { self.ids = ids }
+
+    /// Decodes the stored form (little-endian words); trailing partial words are ignored.
+    public init(bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count / 4
+        var out = [UInt32](repeating: 0, count: n)
+        for i in 0..<n { out[i] = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
+        ids = out
+    }
+
+    /// The stored form.
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: ids.count * 4)
+        out.withUnsafeMutableBytes { raw in
+            for (i, id) in ids.enumerated() { raw.storeBytes(of: id.littleEndian, toByteOffset: i * 4, as: UInt32.self) }
+        }
+        return out
+    }
+
+    public var count: Int { ids.count }
+    public var isEmpty: Bool { ids.isEmpty }
+
+    /// Whether `id` is in the list (binary search).
+    public func contains(_ id: UInt32) -> Bool {
+        let i = Self.lowerBound(ids, id, from: 0)
+        return i < ids.count && ids[i] == id
+    }
+
+    /// Adds `id`; returns false when it was there already.
+    @discardableResult
+    public mutating func insert(_ id: UInt32) -> Bool {
+        let i = Self.lowerBound(ids, id, from: 0)
+        if i < ids.count && ids[i] == id { return false }
+        ids.insert(id, at: i)
+        return true
+    }
+
+    /// Removes `id`; returns false when it was absent.
+    @discardableResult
+    public mutating func remove(_ id: UInt32) -> Bool {
+        let i = Self.lowerBound(ids, id, from: 0)
+        guard i < ids.count && ids[i] == id else { return false }
+        ids.remove(at: i)
+        return true
+    }
+
+    /// The ids in both lists: walks the shorter list and gallops through the longer one.
+    public func intersection(_ other: PostingList) -> PostingList {
+        let (small, large) = ids.count <= other.ids.count ? (ids, other.ids) : (other.ids, ids)
+        if small.isEmpty { return PostingList() }
+        var out: [UInt32] = []
+        out.reserveCapacity(small.count)
+        var j = 0
+        for id in small {
+            j = Self.gallop(large, id, from: j)
+            if j == large.count { break }
+            if large[j] == id { out.append(id) }
+        }
+        return PostingList(sortedUnique: out)
+    }
+
+    /// The number of ids in both lists, without building the intersection.
+    public func intersectionCount(_ other: PostingList) -> Int {
+        let (small, large) = ids.count <= other.ids.count ? (ids, other.ids) : (other.ids, ids)
+        var n = 0
+        var j = 0
+        for id in small {
+            j = Self.gallop(large, id, from: j)
+            if j == large.count { break }
+            if large[j] == id { n += 1 }
+        }
+        return n
+    }
+
+    /// The ids in either list (linear merge).
+    public func union(_ other: PostingList) -> PostingList {
+        if ids.isEmpty { return other }
+        if other.ids.isEmpty { return self }
+        var out: [UInt32] = []
+        out.reserveCapacity(ids.count + other.ids.count)
+        var i = 0, j = 0
+        let a = ids, b = other.ids
+        while i < a.count && j < b.count {
+            if a[i] < b[j] { out.append(a[i]); i += 1 } else if b[j] < a[i] { out.append(b[j]); j += 1 } else { out.append(a[i]); i += 1; j += 1 }
+        }
+        out.append(contentsOf: a[i...])
+        out.append(contentsOf: b[j...])
+        return PostingList(sortedUnique: out)
+    }
+
+    /// The union of many lists.
+    public static func union(_ lists: [PostingList]) -> PostingList {
+        if lists.count <= 2 { return lists.reduce(PostingList()) { $0.union($1) } }
+        var all: [UInt32] = []
+        all.reserveCapacity(lists.reduce(0) { $0 + $1.count })
+        for l in lists { all.append(contentsOf: l.ids) }
+        return PostingList(all)
+    }
+
+    /// The intersection of optional restrictions: nil means "no restriction" (everything).
+    static func intersect(_ lists: [PostingList?]) -> PostingList? {
+        var present = lists.compactMap { $0 }
+        guard !present.isEmpty else { return nil }
+        present.sort { $0.count < $1.count }
+        var acc = present[0]
+        for l in present.dropFirst() {
+            if acc.isEmpty { break }
+            acc = acc.intersection(l)
+        }
+        return acc
+    }
+
+    /// First index ≥ `from` whose element is ≥ `value` (binary search).
+    static func lowerBound(_ a: [UInt32], _ value: UInt32, from: Int) -> Int {
+        var lo = from, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] < value { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Like ``lowerBound(_:_:from:)`` but probes 1, 2, 4, … steps ahead first (galloping), so a
+    /// run of nearby lookups costs O(log distance) each.
+    static func gallop(_ a: [UInt32], _ value: UInt32, from: Int) -> Int {
+        var lo = from
+        if lo >= a.count || a[lo] >= value { return lo }
+        var step = 1
+        var hi = lo + step
+        while hi < a.count && a[hi] < value {
+            lo = hi
+            step *= 2
+            hi = lo + step
+        }
+        var l = lo + 1, h = min(hi, a.count)
+        while l < h {
+            let mid = (l + h) / 2
+            if a[mid] < value { l = mid + 1 } else { h = mid }
+        }
+        return l
+    }
+}
+
+/// Posting lists as stored: each list is split into chunks of 4,096 consecutive ids, one LMDB
+/// value per chunk under the list's key followed by the chunk number (u16 BE). Keeps every write
+/// small (at most 16 KiB rewritten per change, however long the list) while a read is one short
+/// cursor scan whose chunks concatenate in order. Ids must stay below 2^24 (16.7 million products)
+/// so that a chunk number's first byte stays below 0x10.
+enum Postings {
+    /// Bytes of the chunk number after a list's key.
+    static let suffixLength = 2
+    static let chunkShift: UInt32 = 12
+
+    static func chunkKey(_ key: [UInt8], _ id: UInt32) -> [UInt8] {
+        let c = id >> chunkShift
+        return key + [UInt8((c >> 8) & 0xff), UInt8(c & 0xff)]
+    }
+
+    /// Adds `id` to the list `key`.
+    static func insert<W: ReadModelWriter>(_ id: UInt32, into key: [UInt8], _ store: inout W) throws {
+        let k = chunkKey(key, id)
+        var chunk = try store.withValue(CatalogLayout.postings, k) { PostingList(bytes: $0) } ?? PostingList()
+        if chunk.insert(id) { try store.put(CatalogLayout.postings, k, chunk.bytes) }
+    }
+
+    /// Removes `id` from the list `key` (the chunk goes when it empties).
+    static func remove<W: ReadModelWriter>(_ id: UInt32, from key: [UInt8], _ store: inout W) throws {
+        let k = chunkKey(key, id)
+        guard var chunk = try store.withValue(CatalogLayout.postings, k, { PostingList(bytes: $0) }), chunk.remove(id) else { return }
+        if chunk.isEmpty { try store.delete(CatalogLayout.postings, k) } else { try store.put(CatalogLayout.postings, k, chunk.bytes) }
+    }
+
+    /// The whole list `key` (its chunks, concatenated). Its chunks sort before any longer key
+    /// with the same prefix (a chunk number's first byte is below 0x10, the next byte of a longer
+    /// token or attribute key is a letter or digit), so the scan stops at the first other key.
+    static func read(_ reader: some ReadModelReader, _ key: [UInt8]) throws -> PostingList {
+        var ids: [UInt32] = []
+        try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
+            guard k.count == key.count + suffixLength else { return false }
+            ids.append(contentsOf: PostingList(bytes: v).ids)
+            return true
+        }
+        return PostingList(sortedUnique: ids)
+    }
+}

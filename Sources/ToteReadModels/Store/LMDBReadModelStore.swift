@@ -1,0 +1,246 @@
+import EventStore
+import LMDB
+import Synchronization
+
+/// The read models in one LMDB environment: ``ReadModelReader``/``ReadModelWriter`` over the
+/// wrapper's transactions, and a ``ReadModelSource`` for queries.
+///
+/// - Databases are addressed by name (each projection's ``Projection/databases``); the store
+///   maps names to LMDB handles, opened once.
+/// - Each projection's cursor (the last log position it applied) lives in the `_cursors`
+///   database: key = projection name (UTF-8), value = 8-byte big-endian transaction id +
+///   8-byte big-endian global position. It is written in the same transaction as the
+///   projection's changes, so the two never disagree.
+/// - Opened writable, the store owns the environment's one ``Writer`` thread; opened
+///   read-only (the query service), it never writes and sees databases the projector creates
+///   later.
+public final class LMDBReadModelStore: ReadModelSource {
+    /// The database holding the projections' cursors.
+    public static let cursorsDatabase = "_cursors"
+
+    /// Why the store refused an operation.
+    public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let environment: Environment
+    /// The single writer (nil when opened read-only).
+    public let writer: Writer?
+    /// The projections whose cursors make up ``position``.
+    public let projectionNames: [String]
+    /// The database names this store knows; writes to any other name are refused.
+    public let databaseNames: Set<String>
+
+    /// Opens (or creates) the environment in folder `path` for databases `databases` and the
+    /// cursors of `projections`.
+    public init(path: String, databases: [String], projections: [String], configuration: Environment.Configuration = .init()) throws {
+        environment = try Environment(path: path, configuration: configuration)
+        projectionNames = projections
+        databaseNames = Set(databases + [Self.cursorsDatabase])
+        if configuration.readOnly {
+            writer = nil
+        } else {
+            for name in databaseNames.sorted() { _ = try environment.database(name) }
+            writer = Writer(environment: environment, name: "tote-projector-writer")
+        }
+    }
+
+    /// Opens the store for `projections` (their databases and cursors).
+    public convenience init(path: String, projections: [any Projection], configuration: Environment.Configuration = .init()) throws {
+        try self.init(path: path, databases: projections.flatMap(\.databases), projections: projections.map(\.name), configuration: configuration)
+    }
+
+    /// The folder of the environment.
+    public var path: String { environment.path }
+
+    /// The handle of database `name`, nil when it does not exist (yet).
+    private func existingDatabase(_ name: String) throws(LMDBError) -> Database? {
+        let result = Result { () throws(LMDBError) in try environment.database(name, create: false) }
+        switch result {
+        case .success(let database): return database
+        case .failure(let error) where error.code == .notFound: return nil
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Handles of the declared databases that exist, and when missing ones were last looked for.
+    private let handles = Mutex<(known: [String: Database], lastLookup: ContinuousClock.Instant?)>(([:], nil))
+
+    /// The handles of the declared databases. A read-only store looks again for those that do
+    /// not exist yet (the projector creates them) at most every 50 ms. Called before a
+    /// transaction begins: a handle opened inside a transaction is unknown to transactions
+    /// that began earlier.
+    func databaseHandles() throws -> [String: Database] {
+        let now = ContinuousClock.now
+        let (known, stale) = handles.withLock { handles in
+            (handles.known, handles.known.count < databaseNames.count && (handles.lastLookup.map { now - $0 > .milliseconds(50) } ?? true))
+        }
+        guard stale else { return known }
+        var found = known
+        for name in databaseNames where found[name] == nil {
+            found[name] = try existingDatabase(name)
+        }
+        return handles.withLock { handles in
+            handles.known.merge(found) { old, _ in old }
+            handles.lastLookup = now
+            return handles.known
+        }
+    }
+
+    // MARK: Reading
+
+    /// Runs `body` over one snapshot: one read transaction on the calling thread.
+    public func read<R>(_ body: (any ReadModelReader) throws -> R) throws -> R {
+        let handles = try databaseHandles()
+        return try environment.read { txn in
+            try withUnsafePointer(to: txn) { pointer in
+                try body(LMDBReadModelReader(transaction: pointer, handles: handles))
+            }
+        }
+    }
+
+    /// The minimum applied cursor of ``projectionNames`` (`.start` for one that never ran).
+    public var position: LogPosition {
+        get throws {
+            let cursors = try self.cursors()
+            return projectionNames.map { cursors[$0] ?? .start }.min() ?? cursors.values.min() ?? .start
+        }
+    }
+
+    /// Every stored cursor, by projection name.
+    public func cursors() throws -> [String: LogPosition] {
+        try read { reader in
+            var cursors: [String: LogPosition] = [:]
+            try reader.scan(Self.cursorsDatabase, prefix: [], from: nil, reverse: false) { key, value in
+                if let position = Self.decodePosition(value) { cursors[String(decoding: key, as: UTF8.self)] = position }
+                return true
+            }
+            return cursors
+        }
+    }
+
+    /// A copy of every database (without `_cursors` unless asked): for tests comparing the
+    /// store with a ``MemoryStore`` or with a fresh rebuild, byte for byte.
+    public func snapshot(includingCursors: Bool = false) throws -> MemoryStore {
+        try read { reader in
+            var copy = MemoryStore()
+            for name in databaseNames.sorted() where includingCursors || name != Self.cursorsDatabase {
+                var entries: [([UInt8], [UInt8])] = []
+                try reader.scan(name, prefix: [], from: nil, reverse: false) { key, value in
+                    entries.append((Array(key), Array(value)))
+                    return true
+                }
+                for (key, value) in entries { try copy.put(name, key, value) }
+            }
+            return copy
+        }
+    }
+
+    // MARK: Writing
+
+    /// Runs `body` in one write transaction on the writer thread: committed when it returns,
+    /// aborted (nothing visible) when it throws, rerun from scratch if the map had to grow.
+    public func write<R: Sendable>(_ body: @escaping @Sendable (inout LMDBReadModelWriter) throws -> R) async throws -> R {
+        guard let writer else { throw Failure(description: "the read-model store at \(path) is open read-only") }
+        let handles = try databaseHandles()
+        let path = self.path
+        return try await writer.write { txn in
+            try withUnsafePointer(to: txn) { pointer in
+                var writer = LMDBReadModelWriter(transaction: pointer, handles: handles, path: path)
+                return try body(&writer)
+            }
+        }
+    }
+
+    /// Stops the writer after the queued writes (the environment closes when released).
+    public func shutdown() async {
+        await writer?.shutdown()
+    }
+
+    // MARK: Cursor encoding
+
+    /// 8-byte big-endian transaction id + 8-byte big-endian global position.
+    public static func encodePosition(_ position: LogPosition) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: position.transactionID >> UInt64(shift))) }
+        let global = UInt64(bitPattern: position.globalPosition)
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: global >> UInt64(shift))) }
+        return bytes
+    }
+
+    /// The inverse of ``encodePosition(_:)``; nil unless exactly 16 bytes.
+    public static func decodePosition(_ bytes: UnsafeRawBufferPointer) -> LogPosition? {
+        guard bytes.count == 16 else { return nil }
+        var tx: UInt64 = 0, global: UInt64 = 0
+        for i in 0..<8 { tx = tx << 8 | UInt64(bytes[i]) }
+        for i in 8..<16 { global = global << 8 | UInt64(bytes[i]) }
+        return LogPosition(transactionID: tx, globalPosition: Int64(bitPattern: global))
+    }
+}
+
+/// A snapshot of an ``LMDBReadModelStore``: valid only inside the `read` closure that lent it.
+struct LMDBReadModelReader: ReadModelReader {
+    let transaction: UnsafePointer<ReadTransaction>
+    let handles: [String: Database]
+
+    func get(_ database: String, _ key: [UInt8]) throws -> [UInt8]? {
+        guard let handle = handles[database] else { return nil }
+        return try transaction.pointee.get(handle, key)
+    }
+
+    func withValue<R>(_ database: String, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        guard let handle = handles[database] else { return nil }
+        return try transaction.pointee.withValue(handle, key, body)
+    }
+
+    func scan(_ database: String, prefix: [UInt8], from start: [UInt8]?, reverse: Bool, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        guard let handle = handles[database] else { return }
+        try transaction.pointee.scan(handle, prefix: prefix, from: start, reverse: reverse, body)
+    }
+}
+
+/// One write transaction of an ``LMDBReadModelStore``, lent to a `write` closure: the
+/// projections' changes and the cursors of the batch, committed together.
+public struct LMDBReadModelWriter: ReadModelWriter {
+    let transaction: UnsafePointer<WriteTransaction>
+    let handles: [String: Database]
+    let path: String
+
+    private func handle(_ database: String) throws -> Database {
+        guard let handle = handles[database] else {
+            throw LMDBReadModelStore.Failure(description: "database \(database) is not declared by any projection of the store at \(path)")
+        }
+        return handle
+    }
+
+    public func get(_ database: String, _ key: [UInt8]) throws -> [UInt8]? {
+        try transaction.pointee.get(try handle(database), key)
+    }
+
+    public func withValue<R>(_ database: String, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try transaction.pointee.withValue(try handle(database), key, body)
+    }
+
+    public func scan(_ database: String, prefix: [UInt8], from start: [UInt8]?, reverse: Bool, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        try transaction.pointee.scan(try handle(database), prefix: prefix, from: start, reverse: reverse, body)
+    }
+
+    public mutating func put(_ database: String, _ key: [UInt8], _ value: [UInt8]) throws {
+        try transaction.pointee.put(try handle(database), key, value)
+    }
+
+    public mutating func delete(_ database: String, _ key: [UInt8]) throws {
+        try transaction.pointee.delete(try handle(database), key)
+    }
+
+    /// The cursor of projection `name` as of this transaction, nil when it never ran.
+    public func cursor(_ name: String) throws -> LogPosition? {
+        try withValue(LMDBReadModelStore.cursorsDatabase, Array(name.utf8)) { LMDBReadModelStore.decodePosition($0) } ?? nil
+    }
+
+    /// Records that projection `name` has applied everything up to `position`.
+    public mutating func setCursor(_ name: String, _ position: LogPosition) throws {
+        try put(LMDBReadModelStore.cursorsDatabase, Array(name.utf8), LMDBReadModelStore.encodePosition(position))
+    }
+}

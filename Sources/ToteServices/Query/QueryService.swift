@@ -1,0 +1,200 @@
+import EventStore
+import Foundation
+import SwiftProtobuf
+import ToteAPI
+import ToteReadModels
+
+/// The catalog queries another read model answers, injected so the query service does not depend
+/// on their implementation. Each is a pure function of one read snapshot and the request; a nil
+/// handler leaves its method unregistered (UNIMPLEMENTED). Handlers may throw `RPCError`
+/// (e.g. NOT_FOUND, INVALID_ARGUMENT) or an ``OrderQueryError``.
+public struct CatalogQueryHandlers: Sendable {
+    /// One query over one snapshot.
+    public typealias Handler<Request, Response> = @Sendable (any ReadModelReader, Request) throws -> Response
+
+    public var searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>?
+    public var autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>?
+    public var getProduct: Handler<Tote_V1_GetProductRequest, Tote_V1_Product>?
+    public var getCategoryTree: Handler<Tote_V1_GetCategoryTreeRequest, Tote_V1_GetCategoryTreeResponse>?
+
+    public init(
+        searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>? = nil,
+        autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>? = nil,
+        getProduct: Handler<Tote_V1_GetProductRequest, Tote_V1_Product>? = nil,
+        getCategoryTree: Handler<Tote_V1_GetCategoryTreeRequest, Tote_V1_GetCategoryTreeResponse>? = nil
+    ) {
+        self.searchCatalog = searchCatalog
+        self.autocomplete = autocomplete
+        self.getProduct = getProduct
+        self.getCategoryTree = getCategoryTree
+    }
+}
+
+/// Serves tote.v1.Query (`tote query`, and inside `tote serve`) from read models, never from
+/// PostgreSQL: the order views itself (``OrderQueries``) and the catalog queries it is given.
+///
+/// Every call honours the caller's consistency token: it waits, bounded by the call's deadline
+/// (or ``Configuration/defaultWait``), until the source has applied the log up to the token, else
+/// fails UNAVAILABLE naming both positions (``ConsistencyWait/behindError(applied:token:retryDelay:)``).
+/// Each query then runs in one short read snapshot, opened and closed on the calling thread with
+/// no `await` inside. GetOrderView answers with the stored response bytes as they are.
+public struct QueryService: RPCService, Sendable {
+    /// Tunables of the consistency wait.
+    public struct Configuration: Sendable {
+        /// How long a call without a deadline waits for its token.
+        public var defaultWait: Duration
+        /// The wait ends this long before the call's deadline, so that the caller gets
+        /// UNAVAILABLE (with positions) rather than DEADLINE_EXCEEDED.
+        public var deadlineMargin: Duration
+        /// The first pause before looking at the source's position again (pauses then double).
+        public var firstPollInterval: Duration
+        /// The longest pause between two looks at the source's position.
+        public var maxPollInterval: Duration
+        /// The retry delay suggested with UNAVAILABLE.
+        public var retryDelay: Duration
+
+        public init(defaultWait: Duration = .seconds(2), deadlineMargin: Duration = .milliseconds(20),
+                    firstPollInterval: Duration = .microseconds(500), maxPollInterval: Duration = .milliseconds(10),
+                    retryDelay: Duration = .milliseconds(100)) {
+            self.defaultWait = defaultWait
+            self.deadlineMargin = deadlineMargin
+            self.firstPollInterval = firstPollInterval
+            self.maxPollInterval = maxPollInterval
+            self.retryDelay = retryDelay
+        }
+    }
+
+    let source: any ReadModelSource
+    let catalog: CatalogQueryHandlers
+    let configuration: Configuration
+    let nowMicros: @Sendable () -> Int64
+    let waitForAdvance: (@Sendable (_ token: LogPosition, _ timeout: Duration) async -> Void)?
+
+    /// - Parameters:
+    ///   - source: the read models (LMDB opened read-only in production).
+    ///   - catalog: the catalog queries to serve, if any.
+    ///   - nowMicros: wall-clock time in microseconds since the epoch, for order ages.
+    ///   - waitForAdvance: in a process whose projector runs in-process (`tote serve`), returns
+    ///     as soon as the projector has committed past `token` or after `timeout`, e.g.
+    ///     `{ _ = await watch.wait(until: $0, timeout: $1) }` with the projector's `PositionWatch`:
+    ///     a waiting query then wakes at the commit instead of at its next poll. Without it the
+    ///     service polls ``ReadModelSource/position``.
+    public init(
+        source: any ReadModelSource,
+        catalog: CatalogQueryHandlers = CatalogQueryHandlers(),
+        configuration: Configuration = Configuration(),
+        nowMicros: @escaping @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1_000_000).rounded()) },
+        waitForAdvance: (@Sendable (_ token: LogPosition, _ timeout: Duration) async -> Void)? = nil
+    ) {
+        self.source = source
+        self.catalog = catalog
+        self.configuration = configuration
+        self.nowMicros = nowMicros
+        self.waitForAdvance = waitForAdvance
+    }
+
+    /// GetOrderView as registered on the server: the response is the stored `OrderView` bytes,
+    /// carried verbatim as the unknown fields of an `Empty` (swift-protobuf keeps and re-emits
+    /// unknown fields byte for byte), so the view is never decoded into its typed form. Same wire
+    /// name and roles as ``QueryAPI/getOrderView``, which clients use.
+    static let getOrderViewEncoded = MethodDescriptor<Tote_V1_GetOrderViewRequest, Google_Protobuf_Empty>(
+        service: QueryAPI.getOrderView.service, name: QueryAPI.getOrderView.name, kind: .unary, roles: QueryAPI.getOrderView.roles)
+
+    public func register(into router: inout RPCRouter) {
+        router.register(Self.getOrderViewEncoded, unary: { request, context in
+            let bytes = try await query(context) { reader in try OrderQueries.orderView(reader, orderID: request.orderID) }
+            guard let bytes else {
+                throw RPCError(.notFound, "order \(request.orderID) does not exist", details: [Self.resourceInfo("order", request.orderID)])
+            }
+            return try Google_Protobuf_Empty(serializedBytes: bytes)
+        })
+        router.register(QueryAPI.listCustomerOrders, unary: { request, context in
+            try await query(context) { reader in try OrderQueries.customerOrders(reader, request) }
+        })
+        router.register(QueryAPI.listOrdersByState, unary: { request, context in
+            let now = nowMicros()
+            return try await query(context) { reader in try OrderQueries.ordersByState(reader, request, nowMicros: now) }
+        })
+        if let handler = catalog.searchCatalog {
+            router.register(QueryAPI.searchCatalog, unary: { request, context in try await query(context) { try handler($0, request) } })
+        }
+        if let handler = catalog.autocomplete {
+            router.register(QueryAPI.autocomplete, unary: { request, context in try await query(context) { try handler($0, request) } })
+        }
+        if let handler = catalog.getProduct {
+            router.register(QueryAPI.getProduct, unary: { request, context in try await query(context) { try handler($0, request) } })
+        }
+        if let handler = catalog.getCategoryTree {
+            router.register(QueryAPI.getCategoryTree, unary: { request, context in try await query(context) { try handler($0, request) } })
+        }
+    }
+
+    /// Waits for the call's consistency token, then runs `body` over one snapshot.
+    func query<R>(_ context: ServerContext, _ body: (any ReadModelReader) throws -> R) async throws -> R {
+        try await awaitToken(context)
+        do {
+            return try source.read(body)
+        } catch let error as OrderQueryError {
+            throw error.rpcError
+        }
+    }
+
+    /// Returns once the source has applied the log up to the call's token (at once without one);
+    /// throws UNAVAILABLE when the wait runs out first.
+    func awaitToken(_ context: ServerContext) async throws {
+        guard let token = context.consistencyToken else { return }
+        let clock = ContinuousClock()
+        let end: ContinuousClock.Instant
+        if let deadline = context.deadline {
+            end = deadline.advanced(by: .zero - configuration.deadlineMargin)
+        } else {
+            end = clock.now.advanced(by: configuration.defaultWait)
+        }
+        var wait = ConsistencyWait(token: ConsistencyWait.position(token), firstPollInterval: configuration.firstPollInterval, maxPollInterval: configuration.maxPollInterval)
+        while true {
+            let applied: LogPosition
+            do {
+                applied = try source.position
+            } catch {
+                context.logger.warning("read model position unavailable: \(error)")
+                throw RPCError(.unavailable, "the read model is not available")
+            }
+            switch wait.next(applied: applied, remaining: clock.now.duration(to: end)) {
+            case .proceed:
+                return
+            case .poll(let pause):
+                if let waitForAdvance, let token = wait.token {
+                    let started = clock.now
+                    await waitForAdvance(token, pause)
+                    try Task.checkCancellation()
+                    // Woken early but the source is still behind (the watch and the source
+                    // disagree): sleep out the pause rather than spin.
+                    let slept = started.duration(to: clock.now)
+                    if slept < pause, (try? source.position).map({ $0 < token }) ?? true {
+                        try await Task.sleep(for: pause - slept)
+                    }
+                } else {
+                    try await Task.sleep(for: pause)
+                }
+            case let .giveUp(applied, token):
+                throw ConsistencyWait.behindError(applied: applied, token: token, retryDelay: configuration.retryDelay)
+            }
+        }
+    }
+
+    static func resourceInfo(_ type: String, _ name: String) -> Tote_V1_ErrorDetail {
+        var info = Tote_V1_ResourceInfo()
+        info.resourceType = type
+        info.resourceName = name
+        var detail = Tote_V1_ErrorDetail()
+        detail.resourceInfo = info
+        return detail
+    }
+}
+
+extension OrderQueryError: RPCErrorConvertible {
+    /// INVALID_ARGUMENT with the field violation.
+    public var rpcError: RPCError {
+        .invalidArgument("invalid request: \(field) \(reason)", fieldViolations: [(field, reason)])
+    }
+}
