@@ -65,6 +65,24 @@ public enum CartPricing {
         }
     }
 
+    /// A cart line with its promotions and amounts as priced (the wire `CartLine`, shared by the
+    /// cart and checkout views).
+    public static func lineProto(_ line: CartDecider.Line, _ result: PromotionEvaluator.LineResult) -> Tote_V1_CartLine {
+        var l = Tote_V1_CartLine()
+        l.lineID = line.lineID
+        l.sku = line.sku
+        l.productID = line.productID
+        l.displayName = line.displayName
+        l.quantity = UInt32(line.quantity)
+        l.unitPrice = line.unitPrice.proto
+        l.lineSubtotal = result.subtotal.proto
+        l.promotions = result.promotions.map(\.proto)
+        l.lineDiscount = result.discount.proto
+        l.lineTotal = result.total.proto
+        l.imageURL = line.imageURL
+        return l
+    }
+
     /// The wire view of a cart (`CartView`) at stream version `version`.
     public static func proto(_ state: CartDecider.State, _ view: View, version: Int64) -> Tote_V1_CartView {
         var p = Tote_V1_CartView()
@@ -73,21 +91,7 @@ public enum CartPricing {
         p.currency = state.currency
         p.customerGroup = state.customerGroup
         p.status = Tote_V1_CartStatus(rawValue: statusNumber(state.status)) ?? .unspecified
-        p.lines = view.lines.map { line, result in
-            var l = Tote_V1_CartLine()
-            l.lineID = line.lineID
-            l.sku = line.sku
-            l.productID = line.productID
-            l.displayName = line.displayName
-            l.quantity = UInt32(line.quantity)
-            l.unitPrice = line.unitPrice.proto
-            l.lineSubtotal = result.subtotal.proto
-            l.promotions = result.promotions.map(\.proto)
-            l.lineDiscount = result.discount.proto
-            l.lineTotal = result.total.proto
-            l.imageURL = line.imageURL
-            return l
-        }
+        p.lines = view.lines.map(lineProto)
         p.coupons = view.coupons.map { c in
             var w = Tote_V1_CartCoupon()
             w.code = c.code

@@ -11,21 +11,7 @@ extension CheckoutDecider {
         p.customerID = state.customerID
         p.currency = state.currency
         p.state = state.step.proto
-        p.lines = zip(state.lines, priced.promotions.lines).map { line, result in
-            var l = Tote_V1_CartLine()
-            l.lineID = line.lineID
-            l.sku = line.sku
-            l.productID = line.productID
-            l.displayName = line.displayName
-            l.quantity = UInt32(line.quantity)
-            l.unitPrice = line.unitPrice.proto
-            l.lineSubtotal = result.subtotal.proto
-            l.promotions = result.promotions.map(\.proto)
-            l.lineDiscount = result.discount.proto
-            l.lineTotal = result.total.proto
-            l.imageURL = line.imageURL
-            return l
-        }
+        p.lines = zip(state.lines, priced.promotions.lines).map(CartPricing.lineProto)
         p.orderPromotions = (priced.promotions.orderPromotions + priced.promotions.shippingPromotions).map(\.proto)
         if let address = state.shippingAddress { p.shippingAddress = address }
         if let address = state.billingAddress { p.billingAddress = address }
