@@ -136,7 +136,7 @@ let package = Package(
         .target(
             name: "ToteServices",
             dependencies: [
-                "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore", "ToteReadModels", "LMDB",
+                "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore", "ToteReadModels", "LMDB", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

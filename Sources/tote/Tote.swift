@@ -252,6 +252,12 @@ struct ServerRun {
             served += CommerceServices.serviceNames
             background.append(.init(service: BackgroundProcess(name: "promotions") { try await commerce.promotions.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
             background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner, trackers: commerce.reaperTrackers).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+            // The automation bridge: active while it holds this warehouse's advisory lock, a
+            // standby (refusing controllers with UNAVAILABLE) otherwise.
+            let bridge = BridgeServices(runner: runner, configuration: BridgeConfiguration(warehouseID: "main", bridgeID: "tote-\(ProcessInfo.processInfo.processIdentifier)"))
+            bridge.register(into: &router)
+            served += [APIServices.automation.name, APIServices.operations.name]
+            background.append(.init(service: BackgroundProcess(name: "bridge") { try await bridge.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
             if let readModels {
                 let readSide = try ReadSide(folder: readModels, eventStore: eventStore)
                 readSide.queryService.register(into: &router)

@@ -1,0 +1,537 @@
+import EventStore
+import Foundation
+import Logging
+import SwiftProtobuf
+import Synchronization
+import ToteAPI
+import ToteCommands
+import ToteDomain
+
+/// Settings of an automation bridge.
+public struct BridgeConfiguration: Sendable {
+    /// The warehouse this bridge serves (names its advisory lock; "" = the default warehouse).
+    public var warehouseID: String
+    /// A name for this bridge process (logs, and the UNAVAILABLE message of a standby).
+    public var bridgeID: String
+    /// Protocol timings and limits of every controller session.
+    public var session: ControllerSession.Configuration
+    /// How often sessions get a `.tick` and planned work is dispatched.
+    public var tickInterval: Duration
+    /// How often a standby tries the lock, and the active bridge checks its lock connection.
+    public var leadershipPollInterval: Duration
+    /// Non-final tasks unchanged for this long are listed as stuck.
+    public var stuckAfterMicros: Int64
+
+    public init(warehouseID: String = "", bridgeID: String = "bridge-\(UUID().uuidString.prefix(8).lowercased())", session: ControllerSession.Configuration = .init(), tickInterval: Duration = .milliseconds(100), leadershipPollInterval: Duration = .seconds(1), stuckAfterMicros: Int64 = 600_000_000) {
+        self.warehouseID = warehouseID
+        self.bridgeID = bridgeID
+        self.session = session
+        self.tickInterval = tickInterval
+        self.leadershipPollInterval = leadershipPollInterval
+        self.stuckAfterMicros = stuckAfterMicros
+    }
+}
+
+/// What the engine tells one Connect call to do.
+enum BridgeOutgoing: Sendable {
+    case message(Tote_V1_BridgeMessage)
+    case close(ControllerSession.CloseStatus, String)
+}
+
+/// An operator's request, answered by the engine.
+enum BridgeOperatorRequest: Sendable {
+    case listStuck(Tote_V1_ListStuckTasksRequest)
+    case task(taskID: String, command: TaskCommand, actor: Principal, commandID: String, correlationID: String)
+}
+
+/// The engine's answer to an operator.
+enum BridgeOperatorResult: Sendable {
+    case tasks([Tote_V1_TaskSummary])
+    case task(Tote_V1_TaskSummary, version: Int64, position: LogPosition?)
+}
+
+/// The active bridge's single serial loop: every controller session, the task index it follows
+/// from the log, the planner and the dispatcher. All inputs (stream events, ticks, log events,
+/// operator requests) go through one queue and are handled one after another, appends included,
+/// so a controller's inputs are handled strictly in order and no two decisions race in-process
+/// (other processes are kept out by the advisory lock and by expected versions).
+actor BridgeEngine {
+    enum Input: Sendable {
+        case opened(ControllerSession.ConnectionID, Tote_V1_ControllerHello, AsyncStream<BridgeOutgoing>.Continuation)
+        case received(ControllerSession.ConnectionID, Tote_V1_ControllerMessage)
+        case ended(ControllerSession.ConnectionID)
+        case failed(ControllerSession.ConnectionID, String)
+        case tick
+        case logged(RecordedEvent)
+        case operate(BridgeOperatorRequest, CheckedContinuation<BridgeOperatorResult, any Error>)
+    }
+
+    nonisolated let inputs: AsyncStream<Input>
+    nonisolated let continuation: AsyncStream<Input>.Continuation
+    private nonisolated let connectionCounter = Atomic<UInt64>(0)
+
+    let runner: CommandRunner
+    let configuration: BridgeConfiguration
+    let clock: @Sendable () -> Int64
+    let logger: Logger
+
+    private var sessions: [String: ControllerSession] = [:]
+    private var connections: [ControllerSession.ConnectionID: (controllerID: String, out: AsyncStream<BridgeOutgoing>.Continuation)] = [:]
+    private var tasks: [String: (state: TaskDecider.State, version: Int64)] = [:]
+    private var pending: Set<String> = []
+    private var orders: [String: (state: OrderDecider.State, version: Int64)] = [:]
+    private var tasksByOrder: [String: Set<String>] = [:]
+    private var dirtyOrders: [String: Int] = [:]
+    private var stopping = false
+
+    init(runner: CommandRunner, configuration: BridgeConfiguration, clock: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.runner = runner
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        (inputs, continuation) = AsyncStream<Input>.makeStream()
+    }
+
+    /// Queues an input (from any task).
+    nonisolated func submit(_ input: Input) { continuation.yield(input) }
+
+    /// A fresh id for an accepted Connect call.
+    nonisolated func nextConnectionID() -> ControllerSession.ConnectionID {
+        connectionCounter.add(1, ordering: .relaxed).newValue
+    }
+
+    /// Restores every controller known to the log, then handles inputs until cancelled; ends
+    /// every open stream with UNAVAILABLE on the way out.
+    func run() async {
+        do {
+            for stream in try await runner.store.streamNames(withPrefix: "controller-", limit: 100_000) {
+                _ = try await session(String(stream.dropFirst("controller-".count)))
+            }
+        } catch {
+            logger.error("bridge could not restore controller sessions", metadata: ["error": "\(error)"])
+        }
+        for await input in inputs {
+            if Task.isCancelled { break }
+            await handle(input)
+        }
+        shutdown()
+    }
+
+    private func shutdown() {
+        stopping = true
+        let now = clock()
+        for id in sessions.keys.sorted() {
+            for action in sessions[id]!.handle(.shutdown, nowMicros: now) {
+                if case .close(let c, let status, let text) = action { close(c, status, text) }
+            }
+        }
+        for (_, connection) in connections { connection.out.finish() }
+        connections.removeAll()
+        continuation.finish()
+    }
+
+    // MARK: - Inputs
+
+    private func handle(_ input: Input) async {
+        switch input {
+        case .opened(let c, let hello, let out):
+            connections[c] = (hello.controllerID, out)
+            do {
+                _ = try await session(hello.controllerID)
+            } catch {
+                close(c, .unavailable, "cannot load controller state: \(error)")
+                return
+            }
+            await feed(hello.controllerID, .streamOpened(c))
+            var message = Tote_V1_ControllerMessage()
+            message.body = .hello(hello)
+            await feed(hello.controllerID, .received(c, message))
+        case .received(let c, let message):
+            guard let id = connections[c]?.controllerID else { return }
+            await feed(id, .received(c, message))
+        case .ended(let c):
+            guard let id = connections[c]?.controllerID else { return }
+            await feed(id, .streamEnded(c))
+            close(c, .ok, "session ended")
+        case .failed(let c, let reason):
+            guard let id = connections[c]?.controllerID else { return }
+            await feed(id, .streamFailed(c, reason: reason))
+            close(c, .unavailable, reason)
+        case .tick:
+            for id in sessions.keys.sorted() { await feed(id, .tick) }
+            await planDirtyOrders()
+            await dispatchPending()
+        case .logged(let event):
+            await follow(event)
+        case .operate(let request, let reply):
+            do {
+                reply.resume(returning: try await operate(request))
+            } catch {
+                reply.resume(throwing: error)
+            }
+            await dispatchPending()
+        }
+    }
+
+    /// The session of a controller, restored from its stream the first time.
+    private func session(_ controllerID: String) async throws -> ControllerSession {
+        if let s = sessions[controllerID] { return s }
+        let (log, _) = try await runner.read(ControllerStreamDecider.self, StreamName.controller(controllerID))
+        let s = ControllerSession(controllerID: controllerID, configuration: configuration.session, restoring: log, nowMicros: clock())
+        sessions[controllerID] = s
+        return s
+    }
+
+    /// Feeds one input to a controller's session and performs what it returns, in order.
+    private func feed(_ controllerID: String, _ input: ControllerSession.Input) async {
+        guard var s = sessions[controllerID] else { return }
+        let actions = s.handle(input, nowMicros: clock())
+        sessions[controllerID] = s
+        for action in actions { await perform(controllerID, action) }
+    }
+
+    private func perform(_ controllerID: String, _ action: ControllerSession.Action) async {
+        switch action {
+        case .send(let c, let message):
+            connections[c]?.out.yield(.message(message))
+        case .redeliver(let c, let command):
+            var message = Tote_V1_BridgeMessage()
+            message.body = .command(command)
+            connections[c]?.out.yield(.message(message))
+        case .close(let c, let status, let text):
+            close(c, status, text)
+        case .record(let event):
+            guard !stopping else { return }
+            do {
+                _ = try await runner.execute(commandID: "", actor: Principal(id: configuration.bridgeID, role: "system"), correlationID: "bridge") { unit -> Google_Protobuf_Empty in
+                    try await unit.recordController(controllerID, [event])
+                    return Google_Protobuf_Empty()
+                }
+            } catch {
+                logger.error("could not record a controller event", metadata: ["controller": "\(controllerID)", "event": "\(event.typeName)", "error": "\(error)"])
+            }
+        case .recordReport(let report):
+            await record(report, controllerID: controllerID)
+        case .markConnection:
+            break  // stations are derived from the sessions; the next tick dispatches
+        case .reassignTasks(let ids):
+            for id in ids {
+                guard let state = try? await taskState(id),
+                      let command = TaskDispatcher.afterControllerLost(state, lostControllerID: controllerID, stations: stations().filter { $0.controllerID != controllerID }) else { continue }
+                do {
+                    _ = try await taskCommand(id, command, actor: Principal(id: configuration.bridgeID, role: "system"), commandID: "", correlationID: "grace-\(controllerID)")
+                } catch {
+                    logger.error("could not take a task from a lost controller", metadata: ["task": "\(id)", "controller": "\(controllerID)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func close(_ c: ControllerSession.ConnectionID, _ status: ControllerSession.CloseStatus, _ text: String) {
+        guard let connection = connections.removeValue(forKey: c) else { return }
+        connection.out.yield(.close(status, text))
+        connection.out.finish()
+    }
+
+    // MARK: - Reports
+
+    /// Records a report with the task events it causes (one append), then acknowledges it.
+    private func record(_ report: ControllerSession.Report, controllerID: String) async {
+        let taskCommand = report.taskCommand(controllerID: controllerID)
+        var newState: TaskDecider.State?
+        do {
+            let outcome = try await runner.execute(commandID: "", actor: Principal(id: controllerID, role: "controller"), correlationID: "report-\(controllerID)-\(report.reportSequence)") { unit -> Google_Protobuf_Empty in
+                newState = nil
+                let now = unit.context.nowMicros
+                var events: [Tote_V1_ControllerEvent] = []
+                if let taskCommand {
+                    do {
+                        let (decided, state) = try await unit.decide(TaskDecider.self, StreamName.task(taskCommand.taskID), taskCommand.command)
+                        if !decided.isEmpty { newState = state }
+                    } catch is DomainError {
+                        // A report about an unknown, closed or cancelled command: recorded, changes nothing.
+                    }
+                } else if case .exception(let e) = report {
+                    events.append(ControllerLog.stationException(e, controllerID: controllerID, nowMicros: now))
+                }
+                events.append(ControllerLog.reportRecorded(report, controllerID: controllerID, nowMicros: now))
+                try await unit.recordController(controllerID, events)
+                return Google_Protobuf_Empty()
+            }
+            if let taskCommand, let newState, let version = outcome.version(of: StreamName.task(taskCommand.taskID)) {
+                index(taskCommand.taskID, newState, version: version)
+            }
+            await feed(controllerID, .reportsRecorded(upTo: report.reportSequence))
+        } catch {
+            logger.error("could not record a controller report; the controller resends it after a reconnect", metadata: ["controller": "\(controllerID)", "report": "\(report.reportSequence)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - Dispatching
+
+    /// The stations the dispatcher may choose from.
+    private func stations() -> [StationAvailability] {
+        sessions.values.compactMap { s in
+            guard let hello = s.hello else { return nil }
+            return StationAvailability(
+                controllerID: s.controllerID, kind: hello.stationKind, warehouseID: hello.warehouseID, zones: hello.zones,
+                online: s.isOnline, openCommands: s.outbox.count + s.reserved.count, status: s.lastHeartbeat?.status ?? .idle)
+        }
+    }
+
+    /// Sends every PENDING task a station can take now.
+    private func dispatchPending() async {
+        guard !pending.isEmpty, !stopping else { return }
+        for id in pending.sorted() {
+            guard let task = tasks[id]?.state, task.status == .pending else { pending.remove(id); continue }
+            guard let controllerID = TaskDispatcher.choose(for: task, among: stations()) else { continue }
+            await dispatch(task, to: controllerID)
+        }
+    }
+
+    /// Appends TaskAssigned + TaskDispatched + ControllerCommandIssued atomically, then enqueues the
+    /// command in the session (or abandons its sequence if the append failed).
+    private func dispatch(_ task: TaskDecider.State, to controllerID: String) async {
+        guard var s = sessions[controllerID] else { return }
+        let command = s.makeCommand(commandID: UUID().uuidString.lowercased(), action: Self.action(for: task), nowMicros: clock())
+        sessions[controllerID] = s
+        let stream = StreamName.task(task.taskID)
+        var newState: TaskDecider.State?
+        do {
+            let outcome = try await runner.execute(commandID: "", actor: Principal(id: configuration.bridgeID, role: "system"), correlationID: "dispatch-\(task.taskID)") { unit -> Google_Protobuf_Empty in
+                let (_, state) = try await unit.decide(TaskDecider.self, stream, .dispatch(controllerID: controllerID, commandID: command.commandID, sequence: command.sequence))
+                newState = state
+                try await unit.recordController(controllerID, [ControllerLog.issued(command, taskID: task.taskID, controllerID: controllerID, nowMicros: unit.context.nowMicros)])
+                return Google_Protobuf_Empty()
+            }
+            if let newState, let version = outcome.version(of: stream) { index(task.taskID, newState, version: version) }
+            await feed(controllerID, .enqueue(command))
+        } catch {
+            logger.warning("dispatch failed", metadata: ["task": "\(task.taskID)", "controller": "\(controllerID)", "error": "\(error)"])
+            await feed(controllerID, .abandon(sequence: command.sequence))
+            if let fresh = try? await runner.read(TaskDecider.self, stream) { index(task.taskID, fresh.state, version: fresh.version) }
+        }
+    }
+
+    /// The command action that carries a task to its station.
+    static func action(for task: TaskDecider.State) -> Tote_V1_BridgeCommand.OneOf_Action {
+        switch task.kind {
+        case .pack:
+            var p = Tote_V1_PackTask()
+            p.taskID = task.taskID
+            p.orderID = task.orderID
+            p.items = task.lines.map { line in
+                var item = Tote_V1_PackItem()
+                item.sku = line.sku
+                item.quantity = line.quantity
+                item.displayName = line.displayName
+                return item
+            }
+            p.sourceContainers = task.sourceTaskIDs
+            p.shipTo = task.shipTo
+            return .packTask(p)
+        default:
+            var p = Tote_V1_PickTask()
+            p.taskID = task.taskID
+            p.orderID = task.orderID
+            p.zone = task.zone
+            p.lines = task.lines.map { line in
+                var l = Tote_V1_PickLine()
+                l.lineID = line.lineID
+                l.sku = line.sku
+                l.location = line.location
+                l.quantity = line.quantity
+                l.displayName = line.displayName
+                return l
+            }
+            return .pickTask(p)
+        }
+    }
+
+    // MARK: - Task commands (operators, the planner, lost controllers)
+
+    /// Runs a command on a task. If the task was at a controller and the command takes it away,
+    /// the same append closes its command and issues a `CancelTask` to that controller; the
+    /// session is told afterwards.
+    private func taskCommand(_ taskID: String, _ command: TaskCommand, actor: Principal, commandID: String, correlationID: String) async throws -> (state: TaskDecider.State, version: Int64, position: LogPosition?) {
+        let stream = StreamName.task(taskID)
+        let before = try await runner.read(TaskDecider.self, stream).state
+        var cancel: (controllerID: String, command: Tote_V1_BridgeCommand)?
+        if before.status.isAtController, !before.controllerID.isEmpty {
+            var s = try await session(before.controllerID)
+            var c = Tote_V1_CancelTask()
+            c.taskID = taskID
+            c.reason = Self.reason(of: command)
+            cancel = (before.controllerID, s.makeCommand(commandID: UUID().uuidString.lowercased(), action: .cancelTask(c), nowMicros: clock()))
+            sessions[before.controllerID] = s
+        }
+        var closed: (controllerID: String, commandID: String)?
+        var newState: TaskDecider.State?
+        do {
+            let outcome = try await runner.execute(commandID: commandID, actor: actor, correlationID: correlationID) { unit -> Google_Protobuf_Empty in
+                closed = nil
+                newState = nil
+                let loaded = try await unit.load(TaskDecider.self, stream)
+                let (events, state) = try await unit.decide(TaskDecider.self, stream, command)
+                if !events.isEmpty { newState = state }
+                if let cancel, !events.isEmpty, loaded.status.isAtController, loaded.controllerID == cancel.controllerID,
+                   !(state.status.isAtController && state.commandID == loaded.commandID) {
+                    let now = unit.context.nowMicros
+                    try await unit.recordController(cancel.controllerID, [
+                        ControllerLog.closed(commandID: loaded.commandID, sequence: loaded.sequence, controllerID: cancel.controllerID, reason: Self.reason(of: command), nowMicros: now),
+                        ControllerLog.issued(cancel.command, taskID: taskID, controllerID: cancel.controllerID, nowMicros: now),
+                    ])
+                    closed = (cancel.controllerID, loaded.commandID)
+                }
+                return Google_Protobuf_Empty()
+            }
+            let written = outcome.append != nil && !outcome.deduplicated
+            if let cancel {
+                if written, let closed {
+                    await feed(closed.controllerID, .commandClosed(commandID: closed.commandID))
+                    await feed(cancel.controllerID, .enqueue(cancel.command))
+                } else {
+                    await feed(cancel.controllerID, .abandon(sequence: cancel.command.sequence))
+                }
+            }
+            if written, let newState, let version = outcome.version(of: stream) {
+                index(taskID, newState, version: version)
+                return (newState, version, outcome.append?.position)
+            }
+            let fresh = try await runner.read(TaskDecider.self, stream)
+            index(taskID, fresh.state, version: fresh.version)
+            return (fresh.state, fresh.version, outcome.append?.position)
+        } catch {
+            if let cancel { await feed(cancel.controllerID, .abandon(sequence: cancel.command.sequence)) }
+            throw error
+        }
+    }
+
+    private static func reason(of command: TaskCommand) -> String {
+        switch command {
+        case .retry(let r), .cancel(let r), .requireIntervention(let r): r
+        case .reassign(_, let r): r
+        case .markDone(_, _, let r): r
+        default: ""
+        }
+    }
+
+    private func taskState(_ id: String) async throws -> TaskDecider.State {
+        if let t = tasks[id] { return t.state }
+        let fresh = try await runner.read(TaskDecider.self, StreamName.task(id))
+        index(id, fresh.state, version: fresh.version)
+        return fresh.state
+    }
+
+    // MARK: - Operators
+
+    private func operate(_ request: BridgeOperatorRequest) async throws -> BridgeOperatorResult {
+        switch request {
+        case .listStuck(let r):
+            let now = clock()
+            let olderThan = r.hasOlderThan ? r.olderThan.micros : configuration.stuckAfterMicros
+            let limit = r.page.pageSize == 0 ? 100 : min(Int(r.page.pageSize), 1000)
+            var out: [Tote_V1_TaskSummary] = []
+            for id in tasks.keys.sorted() {
+                let (state, version) = tasks[id]!
+                guard r.stationKind == .unspecified || r.stationKind == state.kind,
+                      r.warehouseID.isEmpty || r.warehouseID == state.warehouseID,
+                      let why = state.stuckReason(nowMicros: now, olderThanMicros: olderThan) else { continue }
+                out.append(state.summary(version: version, stuckReason: why))
+                if out.count == limit { break }
+            }
+            return .tasks(out)
+        case .task(let taskID, let command, let actor, let commandID, let correlationID):
+            let (state, version, position) = try await taskCommand(taskID, command, actor: actor, commandID: commandID, correlationID: correlationID)
+            return .task(state.summary(version: version), version: version, position: position)
+        }
+    }
+
+    // MARK: - Following the log and planning
+
+    private func follow(_ event: RecordedEvent) async {
+        if event.stream.hasPrefix("order-") {
+            let id = String(event.stream.dropFirst("order-".count))
+            let current = orders[id] ?? (OrderDecider.initialState, 0)
+            guard event.streamVersion > current.version else { return }
+            if event.streamVersion == current.version + 1, let decoded = try? EventCodec.decode(event, as: OrderDecider.Event.self) {
+                orders[id] = (OrderDecider.evolve(current.state, decoded), event.streamVersion)
+            } else if let fresh = try? await runner.read(OrderDecider.self, event.stream) {
+                orders[id] = fresh
+            }
+            dirtyOrders[id] = 0
+        } else if event.stream.hasPrefix("task-") {
+            let id = String(event.stream.dropFirst("task-".count))
+            let current = tasks[id] ?? (TaskDecider.initialState, 0)
+            guard event.streamVersion > current.version else { return }
+            if event.streamVersion == current.version + 1, let decoded = try? EventCodec.decode(event, as: TaskDecider.Event.self) {
+                index(id, TaskDecider.evolve(current.state, decoded), version: event.streamVersion)
+            } else if let fresh = try? await runner.read(TaskDecider.self, event.stream) {
+                index(id, fresh.state, version: fresh.version)
+            }
+        }
+    }
+
+    /// Keeps the task index (and the orders to plan and the tasks to dispatch) up to date.
+    private func index(_ id: String, _ state: TaskDecider.State, version: Int64) {
+        if let current = tasks[id], current.version >= version { return }
+        tasks[id] = (state, version)
+        if state.status == .pending { pending.insert(id) } else { pending.remove(id) }
+        if !state.orderID.isEmpty {
+            tasksByOrder[state.orderID, default: []].insert(id)
+            dirtyOrders[state.orderID] = dirtyOrders[state.orderID] ?? 0
+        }
+    }
+
+    /// Plans every order whose order or task streams changed, and runs the plans.
+    private func planDirtyOrders() async {
+        guard !dirtyOrders.isEmpty, !stopping else { return }
+        let ids = dirtyOrders.keys.sorted()
+        for id in ids {
+            guard let order = orders[id]?.state else { dirtyOrders[id] = nil; continue }
+            var states: [String: TaskDecider.State] = [:]
+            for taskID in tasksByOrder[id] ?? [] { states[taskID] = tasks[taskID]?.state }
+            let plan = TaskPlanner.plan(order: order, tasks: states)
+            let attempts = (dirtyOrders[id] ?? 0) + 1
+            dirtyOrders[id] = nil
+            do {
+                try await execute(plan, orderID: id)
+            } catch {
+                logger.warning("planning failed", metadata: ["order": "\(id)", "attempt": "\(attempts)", "error": "\(error)"])
+                if let fresh = try? await runner.read(OrderDecider.self, StreamName.order(id)) { orders[id] = fresh }
+                dirtyOrders[id] = attempts >= 5 ? nil : attempts
+            }
+        }
+    }
+
+    private func execute(_ plan: TaskPlanner.Plan, orderID: String) async throws {
+        guard !plan.isEmpty else { return }
+        if !plan.create.isEmpty || plan.orderCommand != nil {
+            var created: [String: TaskDecider.State] = [:]
+            var orderState: OrderDecider.State?
+            let orderStream = StreamName.order(orderID)
+            let outcome = try await runner.execute(commandID: "", actor: .system, correlationID: "plan-\(orderID)") { unit -> Google_Protobuf_Empty in
+                created = [:]
+                orderState = nil
+                for spec in plan.create {
+                    let (events, state) = try await unit.decide(TaskDecider.self, StreamName.task(spec.taskID), .create(spec))
+                    if !events.isEmpty { created[spec.taskID] = state }
+                }
+                if let command = plan.orderCommand {
+                    let (events, state) = try await unit.decide(OrderDecider.self, orderStream, command)
+                    if !events.isEmpty { orderState = state }
+                }
+                return Google_Protobuf_Empty()
+            }
+            for (id, state) in created {
+                if let version = outcome.version(of: StreamName.task(id)) { index(id, state, version: version) }
+            }
+            if let orderState, let version = outcome.version(of: orderStream), version > (orders[orderID]?.version ?? 0) {
+                orders[orderID] = (orderState, version)
+            }
+        }
+        for c in plan.taskCommands {
+            _ = try await taskCommand(c.taskID, c.command, actor: .system, commandID: "", correlationID: "plan-\(orderID)")
+        }
+    }
+}
