@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import SwiftProtobuf
 import Logging
 import Postgres
 import Synchronization
@@ -136,37 +137,17 @@ public final class BridgeServices: RPCService, Sendable {
             return response
         })
         router.register(OperationsAPI.retryTask, unary: { request, context in
-            let (task, version, token) = try await self.operate(request.taskID, .retry(reason: request.reason), actorID: request.actor.id, context)
-            var response = Tote_V1_RetryTaskResponse()
-            response.task = task
-            response.streamVersion = version
-            if let token { response.consistencyToken = token }
-            return response
+            try await self.operation(request.taskID, .retry(reason: request.reason), actorID: request.actor.id, context, reply: Tote_V1_RetryTaskResponse.self)
         })
         router.register(OperationsAPI.reassignTask, unary: { request, context in
-            let (task, version, token) = try await self.operate(request.taskID, .reassign(targetControllerID: request.targetControllerID, reason: request.reason), actorID: request.actor.id, context)
-            var response = Tote_V1_ReassignTaskResponse()
-            response.task = task
-            response.streamVersion = version
-            if let token { response.consistencyToken = token }
-            return response
+            try await self.operation(request.taskID, .reassign(targetControllerID: request.targetControllerID, reason: request.reason), actorID: request.actor.id, context, reply: Tote_V1_ReassignTaskResponse.self)
         })
         router.register(OperationsAPI.cancelTask, unary: { request, context in
-            let (task, version, token) = try await self.operate(request.taskID, .cancel(reason: request.reason), actorID: request.actor.id, context)
-            var response = Tote_V1_CancelTaskResponse()
-            response.task = task
-            response.streamVersion = version
-            if let token { response.consistencyToken = token }
-            return response
+            try await self.operation(request.taskID, .cancel(reason: request.reason), actorID: request.actor.id, context, reply: Tote_V1_CancelTaskResponse.self)
         })
         router.register(OperationsAPI.markTaskDone, unary: { request, context in
             let packed: Tote_V1_PackResult? = request.hasPacked ? request.packed : nil
-            let (task, version, token) = try await self.operate(request.taskID, .markDone(picked: request.picked, packed: packed, reason: request.reason), actorID: request.actor.id, context)
-            var response = Tote_V1_MarkTaskDoneResponse()
-            response.task = task
-            response.streamVersion = version
-            if let token { response.consistencyToken = token }
-            return response
+            return try await self.operation(request.taskID, .markDone(picked: request.picked, packed: packed, reason: request.reason), actorID: request.actor.id, context, reply: Tote_V1_MarkTaskDoneResponse.self)
         })
     }
 
@@ -178,6 +159,16 @@ public final class BridgeServices: RPCService, Sendable {
     }
 
     /// An operator's command on a task: idempotent by the call's key, recorded with the operator's id.
+    /// An operator's action on a task, answered in the reply shape every Operations command shares.
+    private func operation<Reply: TaskOperationReply>(_ taskID: String, _ command: TaskCommand, actorID: String, _ context: ServerContext, reply: Reply.Type) async throws -> Reply {
+        let (task, version, token) = try await operate(taskID, command, actorID: actorID, context)
+        var response = Reply()
+        response.task = task
+        response.streamVersion = version
+        if let token { response.consistencyToken = token }
+        return response
+    }
+
     private func operate(_ taskID: String, _ command: TaskCommand, actorID: String, _ context: ServerContext) async throws -> (Tote_V1_TaskSummary, Int64, Tote_V1_ConsistencyToken?) {
         guard !context.idempotencyKey.isEmpty else {
             throw RPCError.invalidArgument("commands need an idempotency key (call header idempotency_key)", fieldViolations: [("idempotency_key", "required for commands")])
@@ -230,3 +221,15 @@ public final class BridgeServices: RPCService, Sendable {
         throw RPCError(.unavailable, "bridge shutting down")
     }
 }
+
+/// Operations command replies: the task after the action, its stream version and the token.
+protocol TaskOperationReply: SwiftProtobuf.Message {
+    var task: Tote_V1_TaskSummary { get set }
+    var streamVersion: Int64 { get set }
+    var consistencyToken: Tote_V1_ConsistencyToken { get set }
+}
+
+extension Tote_V1_RetryTaskResponse: TaskOperationReply {}
+extension Tote_V1_ReassignTaskResponse: TaskOperationReply {}
+extension Tote_V1_CancelTaskResponse: TaskOperationReply {}
+extension Tote_V1_MarkTaskDoneResponse: TaskOperationReply {}
