@@ -40,7 +40,7 @@ struct ReadSideTests {
         // A token from the future: UNAVAILABLE naming how far behind the read side is.
         var future = placed.consistencyToken
         future.transactionID += 1_000_000
-        let behind = await rpcError { _ = try await shopper.unary(QueryAPI.getOrderView, get, options: CallOptions(timeout: .milliseconds(300), consistencyToken: future)) }
+        let behind = await rpcError { _ = try await shopper.unary(QueryAPI.getOrderView, get, options: CallOptions(timeout: .seconds(3), consistencyToken: future)) }
         #expect(behind?.code == .unavailable)
         await shopper.close()
     }

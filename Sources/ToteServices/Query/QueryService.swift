@@ -43,8 +43,9 @@ public struct QueryService: RPCService, Sendable {
     public struct Configuration: Sendable {
         /// How long a call without a deadline waits for its token.
         public var defaultWait: Duration
-        /// The wait ends this long before the call's deadline, so that the caller gets
-        /// UNAVAILABLE (with positions) rather than DEADLINE_EXCEEDED.
+        /// The wait ends this long (or a tenth of the time left, if more) before the call's
+        /// deadline, so that the caller gets UNAVAILABLE (with positions) rather than
+        /// DEADLINE_EXCEEDED, also from a busy server.
         public var deadlineMargin: Duration
         /// The first pause before looking at the source's position again (pauses then double).
         public var firstPollInterval: Duration
@@ -146,7 +147,8 @@ public struct QueryService: RPCService, Sendable {
         let clock = ContinuousClock()
         let end: ContinuousClock.Instant
         if let deadline = context.deadline {
-            end = deadline.advanced(by: .zero - configuration.deadlineMargin)
+            let margin = max(configuration.deadlineMargin, (deadline - clock.now) / 10)
+            end = deadline.advanced(by: .zero - margin)
         } else {
             end = clock.now.advanced(by: configuration.defaultWait)
         }
