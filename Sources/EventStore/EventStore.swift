@@ -73,13 +73,19 @@ public final class EventStore: Sendable {
     public func processedResult(commandID: String) async throws -> AppendResult? {
         try await map {
             try await self.pool.withConnection { connection in
-                let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1 AND result <> '{}'::jsonb", [.text(commandID)])
-                guard stored.rowCount == 1 else { return nil }
-                var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
-                result.deduplicated = true
-                return result
+                try Self.storedResult(commandID, on: connection)
             }
         }
+    }
+
+    /// The result stored for `commandID`, marked `deduplicated`; nil while none is stored (no
+    /// such command, or its append has not committed: the claim row still holds `{}`).
+    static func storedResult(_ commandID: String, on connection: PostgresConnection) throws -> AppendResult? {
+        let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1 AND result <> '{}'::jsonb", [.text(commandID)])
+        guard stored.rowCount == 1 else { return nil }
+        var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
+        result.deduplicated = true
+        return result
     }
 
     /// Appends to a single stream.
@@ -109,10 +115,11 @@ public final class EventStore: Sendable {
                 [.text(commandID)]
             ).affectedRows
             if claimed == 0 {
-                let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1", [.text(commandID)])
-                var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
-                result.deduplicated = true
-                return result
+                // The holder committed (else our claim would have succeeded): its result is stored.
+                guard let stored = try storedResult(commandID, on: connection) else {
+                    throw PostgresError(.unexpectedResult, "command \(commandID) is claimed but has no stored result")
+                }
+                return stored
             }
         }
 
