@@ -11,15 +11,18 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 passed=0; failed=0; failures=()
+logs=$(mktemp -d); trap 'rm -rf "$logs"' EXIT
 
+# Runs one step, its output both shown and kept, so that a failed step's failing lines can be
+# repeated at the very end: CI keeps only the tail of what this script prints.
 step() { # name, command...
   local name=$1; shift
   echo; echo "=== $name"
-  local start=$SECONDS
-  if "$@"; then
+  local start=$SECONDS log="$logs/$((passed + failed)).log"
+  if "$@" 2>&1 | tee "$log"; then
     passed=$((passed + 1)); echo "=== $name: ok ($((SECONDS - start)) s)"
   else
-    failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($((SECONDS - start)) s)"
+    failed=$((failed + 1)); failures+=("$name|$log"); echo "=== $name: FAILED ($((SECONDS - start)) s)"
   fi
 }
 
@@ -86,6 +89,10 @@ step "C controller SDK and simulator (unit, fake bridge, live server)" controlle
 step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
 
 echo
-for f in "${failures[@]}"; do echo "FAILED: $f"; done
+for f in "${failures[@]}"; do
+  echo "FAILED: ${f%%|*}"
+  # What failed, in that step's own words (swift-testing, XCTest, crashes, C tests).
+  grep -E "✘|error:|Fatal error|Crash|signal [0-9]|FAIL|failed" "${f##*|}" | grep -v "0 failed" | tail -n 30 | sed 's/^/    /'
+done
 echo "steps: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
