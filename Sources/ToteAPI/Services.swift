@@ -16,9 +16,11 @@ public enum APIServices {
     public static let query = ServiceDescriptor(name: "tote.v1.Query", roles: [.storefront, .operator])
     public static let automation = ServiceDescriptor(name: "tote.v1.Automation", roles: [.controller])
     public static let operations = ServiceDescriptor(name: "tote.v1.Operations", roles: [.operator])
+    public static let promotions = ServiceDescriptor(name: "tote.v1.Promotions", roles: [.operator])
 
     public static let all: [ServiceDescriptor] = [
         health, diagnostics, catalog, inventory, cart, checkout, orders, payments, query, automation, operations,
+        promotions,
     ]
 }
 

@@ -383,6 +383,24 @@ struct PricingPromotionDeciderTests {
         #expect(F.refusal(PromotionDecider.self, .deactivate(reason: " "), active)?.violations.map(\.field) == ["reason"])
     }
 
+    @Test func assignCouponCodeGivesAnAutomaticRuleItsOnlyCode() throws {
+        var automatic = rule
+        automatic.couponCode = ""
+        let active = try F.run(PromotionDecider.self, .define(automatic), PromotionDecider.initialState).state
+        let (events, state) = try F.run(PromotionDecider.self, .assignCouponCode(" welcome5 "), active)
+        #expect(events.map(\.typeName) == ["PromotionUpdated"])
+        #expect(state.rule?.couponCode == "WELCOME5" && state.rule?.version == 2)
+        // The same code again is a no-op; another code, a malformed code or no rule is refused.
+        #expect(try PromotionDecider.decide(.assignCouponCode("WELCOME5"), state: state, context: F.context()).isEmpty)
+        let other = F.refusal(PromotionDecider.self, .assignCouponCode("OTHER"), state)
+        #expect(other?.code == .failedPrecondition && other?.message.contains("WELCOME5") == true)
+        #expect(F.refusal(PromotionDecider.self, .assignCouponCode(""), active)?.violations.map(\.field) == ["code"])
+        #expect(F.refusal(PromotionDecider.self, .assignCouponCode("A B"), active)?.violations.map(\.field) == ["code"])
+        #expect(F.refusal(PromotionDecider.self, .assignCouponCode("X"), PromotionDecider.initialState)?.code == .notFound)
+        let ended = try F.run(PromotionDecider.self, .deactivate(reason: "over"), active).state
+        #expect(F.refusal(PromotionDecider.self, .assignCouponCode("LATE"), ended)?.currentState == "PROMOTION_STATUS_INACTIVE")
+    }
+
     @Test func couponCodesAreClaimedOnce() throws {
         let (events, state) = try F.run(CouponCodeClaimDecider.self, .claim(code: "save10", promotionID: "p1"), CouponCodeClaimDecider.initialState)
         #expect(events.map(\.typeName) == ["CouponCodeClaimed"])

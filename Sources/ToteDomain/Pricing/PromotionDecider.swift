@@ -55,6 +55,10 @@ public enum PromotionDecider: Decider {
         case update(PromotionRule)
         /// Stops the rule applying, for good.
         case deactivate(reason: String)
+        /// Gives an active rule without a coupon code its code (version + 1; the rule then needs
+        /// the code). The same code again is a no-op; another code is refused (one code per rule).
+        /// The service claims the code (``CouponCodeClaimDecider``) in the same append.
+        case assignCouponCode(String)
     }
 
     public typealias Event = Tote_V1_PromotionEvent
@@ -114,6 +118,27 @@ public enum PromotionDecider: Decider {
             e.reason = reason
             e.deactivatedAt = now
             return [Event.with { $0.promotionDeactivated = e }]
+
+        case .assignCouponCode(let rawCode):
+            guard var rule = state.rule else { throw DomainError(.notFound, "no such promotion") }
+            let code = normalizedCouponCode(rawCode)
+            var v = Validator()
+            v.require(isCouponCode(code), "code", "1…64 of A-Z, 0-9, '-' and '_'")
+            try v.check()
+            if rule.couponCode == code { return [] }
+            guard state.status == .active else {
+                throw .wrongState("promotion \(rule.id) is inactive", currentState: state.status.rawValue)
+            }
+            guard rule.couponCode.isEmpty else {
+                throw DomainError(.failedPrecondition, "promotion \(rule.id) already has coupon code \(rule.couponCode); define another promotion for another code")
+            }
+            rule.couponCode = code
+            var e = Tote_V1_PromotionUpdated()
+            e.promotionID = rule.id
+            e.spec = rule.spec
+            e.version = rule.version + 1
+            e.updatedAt = now
+            return [Event.with { $0.promotionUpdated = e }]
         }
     }
 

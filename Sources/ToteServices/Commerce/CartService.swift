@@ -135,12 +135,16 @@ public struct CartService: RPCService, Sendable {
         return (productID, name, price, image)
     }
 
-    /// The promotion a coupon code belongs to, if it is active.
+    /// The promotion a coupon code belongs to, if it is active; the code of an ended promotion
+    /// is refused (failedPrecondition, `PROMOTION_STATUS_INACTIVE`).
     static func resolveCoupon(_ code: String, _ unit: inout UnitOfWork) async throws -> CartDecider.CouponResolution {
         guard !code.isEmpty else { throw DomainError.invalid("code", "required") }
         let claim = try await unit.load(CouponCodeClaimDecider.self, StreamName.couponClaim(code))
         guard !claim.promotionID.isEmpty else { return .unknown }
         let promotion = try await unit.load(PromotionDecider.self, StreamName.promotion(claim.promotionID))
+        if promotion.status == .inactive {
+            throw DomainError.wrongState("coupon code \(claim.code): its promotion has ended", currentState: promotion.status.rawValue)
+        }
         guard promotion.status == .active, let rule = promotion.rule else { return .unknown }
         return .promotion(rule)
     }

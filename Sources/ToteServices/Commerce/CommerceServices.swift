@@ -30,6 +30,7 @@ public struct CommerceServices: RPCService, Sendable {
     public static let serviceNames = [
         APIServices.catalog.name, APIServices.inventory.name, APIServices.cart.name,
         APIServices.checkout.name, APIServices.orders.name, APIServices.payments.name,
+        APIServices.promotions.name,
     ]
 
     public func register(into router: inout RPCRouter) {
@@ -39,6 +40,7 @@ public struct CommerceServices: RPCService, Sendable {
         CheckoutService(commands: commands, promotions: promotions, settings: settings).register(into: &router)
         OrdersService(commands: commands, gateways: gateways).register(into: &router)
         payments.register(into: &router)
+        PromotionsService(commands: commands, promotions: promotions).register(into: &router)
     }
 
     /// What the reaper watches: expiring stock reservations, and unpaid orders whose
