@@ -50,21 +50,122 @@ public final class EventStore: Sendable {
     ///   cannot be reached (retry).
     public func append(_ appends: [StreamAppend], commandID: String? = nil, reply: [UInt8]? = nil) async throws -> AppendResult {
         try Self.validate(appends)
-        let sorted = appends.sorted { $0.stream < $1.stream }  // one lock order: no deadlocks between appends
-        let result = try await map {
-            try await self.pool.withConnection { connection in
-                // One stream and no command id: a single statement, atomic on its own, so no
-                // BEGIN/COMMIT round trips. Otherwise one transaction around all the statements.
-                if sorted.count == 1, commandID == nil {
-                    return try Self.append(sorted, commandID: nil, reply: reply, on: connection)
-                }
-                return try connection.transaction { connection in
-                    try Self.append(sorted, commandID: commandID, reply: reply, on: connection)
+        if appends.count == 1, commandID == nil, let only = appends.first {
+            // One stream and no command id: a single statement, atomic on its own.
+            let result = try await map {
+                try await self.pool.withConnection { connection in
+                    let (version, position) = try Self.appendToStream(only, commandID: nil, on: connection)
+                    return AppendResult(streamVersions: [only.stream: version], position: position, reply: reply)
                 }
             }
+            notifier.appended()
+            return result
         }
-        if !result.deduplicated { notifier.appended() }
-        return result
+        return try await append(commands: [CommandAppend(commandID: commandID, reply: reply, appends: appends)])[0]
+    }
+
+    /// Appends the events of several commands in one transaction and one round trip (the
+    /// `tote_append` function): all of them or none. Parts of different commands may follow each
+    /// other on one stream (the second expecting the version the first leaves), which is how the
+    /// command runtime appends a hot stream's queued commands in one batch.
+    ///
+    /// - Returns: each command's result, in order. A single command whose id was processed
+    ///   before gets its stored result (`deduplicated`), and nothing is written.
+    /// - Throws: ``EventStoreError`` `.wrongExpectedVersion` naming the stream and its actual
+    ///   version, `.alreadyProcessed` naming a command id when a batch of several holds one
+    ///   already processed, `.invalidAppend`, `.unavailable`. Nothing is written then.
+    public func append(commands: [CommandAppend]) async throws -> [AppendResult] {
+        guard !commands.isEmpty else { throw EventStoreError(.invalidAppend, "an append needs at least one command") }
+        var ids = Set<String>()
+        for command in commands {
+            try Self.validate(command.appends)
+            if let id = command.commandID, !id.isEmpty, !ids.insert(id).inserted {
+                throw EventStoreError(.invalidAppend, "command \(id) appears twice in one append")
+            }
+        }
+        let results = try await map {
+            try await self.pool.withConnection { connection in try Self.append(commands: commands, on: connection) }
+        }
+        if results.contains(where: { !$0.deduplicated }) { notifier.appended() }
+        return results
+    }
+
+    /// The body of ``append(commands:)`` on `connection`, inside the caller's transaction if
+    /// one is open (tests hold one open to race readers against it). No validation, no wake-up.
+    static func append(commands: [CommandAppend], on connection: PostgresConnection) throws -> [AppendResult] {
+        do {
+            return try readAppendRows(try connection.execute(appendFunctionSQL, appendCall(commands)), commands: commands)
+        } catch let error as PostgresError where error.code.rawValue == "TOTEV" {
+            throw EventStoreError(.wrongExpectedVersion, error.message, stream: error.detail, actualVersion: error.hint.flatMap { Int64($0) })
+        } catch let error as PostgresError where error.code.rawValue == "TOTED" {
+            throw EventStoreError(.alreadyProcessed, error.message, commandID: error.detail)
+        }
+    }
+
+    /// ``append(commands:on:)`` for one command.
+    static func append(_ appends: [StreamAppend], commandID: String?, reply: [UInt8]? = nil, on connection: PostgresConnection) throws -> AppendResult {
+        try append(commands: [CommandAppend(commandID: commandID, reply: reply, appends: appends)], on: connection)[0]
+    }
+
+    static let appendFunctionSQL = "SELECT * FROM tote_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+
+    /// The parameters of ``appendFunctionSQL``: per command, per stream part (sorted by stream,
+    /// stably, so that every append locks streams in one order and parts of one stream keep
+    /// theirs), and per event (flattened in part order).
+    static func appendCall(_ commands: [CommandAppend]) -> [PostgresValue] {
+        var parts: [(command: Int32, append: StreamAppend)] = []
+        for (index, command) in commands.enumerated() {
+            for append in command.appends { parts.append((Int32(index + 1), append)) }
+        }
+        parts = parts.enumerated().sorted { ($0.element.append.stream, $0.offset) < ($1.element.append.stream, $1.offset) }.map(\.element)
+        var eventIDs: [UUID] = [], types: [String] = [], schemaVersions: [Int32] = [], data: [[UInt8]] = []
+        var actorIDs: [String] = [], actorRoles: [String] = [], causationIDs: [String] = [], correlationIDs: [String] = [], eventCommandIDs: [String] = []
+        for (command, append) in parts {
+            let commandID = commands[Int(command) - 1].commandID
+            for event in append.events {
+                eventIDs.append(event.eventID)
+                types.append(event.type)
+                schemaVersions.append(event.schemaVersion)
+                data.append(event.data)
+                actorIDs.append(event.metadata.actorID)
+                actorRoles.append(event.metadata.actorRole)
+                causationIDs.append(event.metadata.causationID)
+                correlationIDs.append(event.metadata.correlationID)
+                eventCommandIDs.append(commandID ?? event.metadata.commandID)
+            }
+        }
+        return [
+            .textArray(commands.map { $0.commandID ?? "" }),
+            .byteaArray(commands.map { $0.reply ?? [] }),
+            .int32Array(commands.map { $0.reply == nil ? 0 : 1 }),
+            .int32Array(parts.map(\.command)),
+            .textArray(parts.map(\.append.stream)),
+            .int64Array(parts.map {
+                switch $0.append.expectedVersion {
+                case .noStream: -1
+                case .any: -2
+                case .exact(let version): version
+                }
+            }),
+            .int32Array(parts.map { Int32($0.append.events.count) }),
+            .uuidArray(eventIDs), .textArray(types), .int32Array(schemaVersions), .byteaArray(data),
+            .textArray(actorIDs), .textArray(actorRoles), .textArray(causationIDs), .textArray(correlationIDs), .textArray(eventCommandIDs),
+        ]
+    }
+
+    /// Each command's result from the rows of `tote_append`.
+    static func readAppendRows(_ rows: borrowing PostgresResult, commands: [CommandAppend]) throws -> [AppendResult] {
+        if commands.count == 1, rows.rowCount == 1, !rows.isNull(0, 5) {
+            return [try storedResult(json: try rows.string(0, 5), reply: rows.isNull(0, 6) ? nil : try rows.bytes(0, 6))]
+        }
+        var results = commands.map { AppendResult(streamVersions: [:], position: .start, reply: $0.reply) }
+        for row in 0..<rows.rowCount {
+            let index = Int(try rows.int64(row, 0)) - 1
+            let stream = try rows.string(row, 1)
+            results[index].streamVersions[stream] = max(results[index].streamVersions[stream] ?? 0, try rows.int64(row, 2))
+            results[index].position = max(results[index].position, LogPosition(transactionID: try rows.uint64(row, 3), globalPosition: try rows.int64(row, 4)))
+        }
+        return results
     }
 
     /// The stored result of a processed command id, or nil if none was processed (or it is still
@@ -73,18 +174,20 @@ public final class EventStore: Sendable {
     public func processedResult(commandID: String) async throws -> AppendResult? {
         try await map {
             try await self.pool.withConnection { connection in
-                try Self.storedResult(commandID, on: connection)
+                let stored = try connection.execute(
+                    "SELECT result, reply FROM processed_commands WHERE command_id = $1 AND result <> '{}'::jsonb", [.text(commandID)])
+                guard stored.rowCount == 1 else { return nil }
+                return try Self.storedResult(json: try stored.string(0, 0), reply: stored.isNull(0, 1) ? nil : try stored.bytes(0, 1))
             }
         }
     }
 
-    /// The result stored for `commandID`, marked `deduplicated`; nil while none is stored (no
-    /// such command, or its append has not committed: the claim row still holds `{}`).
-    static func storedResult(_ commandID: String, on connection: PostgresConnection) throws -> AppendResult? {
-        let stored = try connection.execute("SELECT result FROM processed_commands WHERE command_id = $1 AND result <> '{}'::jsonb", [.text(commandID)])
-        guard stored.rowCount == 1 else { return nil }
-        var result = try JSONDecoder().decode(AppendResult.self, from: Data(stored.string(0, 0).utf8))
+    /// A stored result, marked `deduplicated`. Rows written before the `reply` column existed
+    /// carry the reply inside the JSON.
+    static func storedResult(json: String, reply: [UInt8]?) throws -> AppendResult {
+        var result = try JSONDecoder().decode(AppendResult.self, from: Data(json.utf8))
         result.deduplicated = true
+        if let reply { result.reply = reply }
         return result
     }
 
@@ -104,38 +207,6 @@ public final class EventStore: Sendable {
                 throw EventStoreError(.invalidAppend, "expected version \(version) of \(append.stream) is not a version (they start at 1; use noStream)")
             }
         }
-    }
-
-    /// The body of the append transaction.
-    static func append(_ appends: [StreamAppend], commandID: String?, reply: [UInt8]? = nil, on connection: PostgresConnection) throws -> AppendResult {
-        if let commandID {
-            // Waits for a concurrent holder of the same id to commit or abort, then decides.
-            let claimed = try connection.execute(
-                "INSERT INTO processed_commands (command_id, result) VALUES ($1, '{}') ON CONFLICT DO NOTHING",
-                [.text(commandID)]
-            ).affectedRows
-            if claimed == 0 {
-                // The holder committed (else our claim would have succeeded): its result is stored.
-                guard let stored = try storedResult(commandID, on: connection) else {
-                    throw PostgresError(.unexpectedResult, "command \(commandID) is claimed but has no stored result")
-                }
-                return stored
-            }
-        }
-
-        var versions: [String: Int64] = [:]
-        var last = LogPosition.start
-        for append in appends {
-            let (version, position) = try appendToStream(append, commandID: commandID, on: connection)
-            versions[append.stream] = version
-            last = max(last, position)
-        }
-        let result = AppendResult(streamVersions: versions, position: last, reply: reply)
-        if let commandID {
-            let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
-            _ = try connection.execute("UPDATE processed_commands SET result = $2 WHERE command_id = $1", [.text(commandID), .jsonb(json)])
-        }
-        return result
     }
 
     /// How each expected version reserves the stream: a statement returning the stream's id and

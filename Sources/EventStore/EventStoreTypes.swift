@@ -110,6 +110,20 @@ public struct AppendResult: Sendable, Hashable, Codable {
 }
 
 /// An event as stored in the log.
+/// One command's part of a batched append (``EventStore/append(commands:)``): its id (nil: no
+/// idempotency), the reply stored with the id, and its streams' events.
+public struct CommandAppend: Sendable, Hashable {
+    public var commandID: String?
+    public var reply: [UInt8]?
+    public var appends: [StreamAppend]
+
+    public init(commandID: String?, reply: [UInt8]? = nil, appends: [StreamAppend]) {
+        self.commandID = commandID
+        self.reply = reply
+        self.appends = appends
+    }
+}
+
 public struct RecordedEvent: Sendable, Hashable {
     public var position: LogPosition
     public var stream: String
@@ -135,6 +149,9 @@ public struct EventStoreError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let invalidAppend = Code(rawValue: "invalid_append")
         /// The database is unreachable or restarting: retry.
         public static let unavailable = Code(rawValue: "unavailable")
+        /// One command of a batch of several (``EventStore/append(commands:)``) was already
+        /// processed; ``EventStoreError/commandID`` names it. Nothing was written.
+        public static let alreadyProcessed = Code(rawValue: "already_processed")
     }
 
     public var code: Code
@@ -142,12 +159,15 @@ public struct EventStoreError: Error, Sendable, Hashable, CustomStringConvertibl
     /// For a version conflict: the stream and its actual version (nil if it does not exist).
     public var stream: String?
     public var actualVersion: Int64?
+    /// For `.alreadyProcessed`: the command id.
+    public var commandID: String?
 
-    public init(_ code: Code, _ message: String, stream: String? = nil, actualVersion: Int64? = nil) {
+    public init(_ code: Code, _ message: String, stream: String? = nil, actualVersion: Int64? = nil, commandID: String? = nil) {
         self.code = code
         self.message = message
         self.stream = stream
         self.actualVersion = actualVersion
+        self.commandID = commandID
     }
 
     public var description: String { message }

@@ -14,9 +14,11 @@ import ToteDomain
 /// - **Conflicts** (another writer appended to a stream in between) are retried from a fresh read,
 ///   with jittered backoff, up to ``Configuration/maxAttempts``; then ``CommandError/conflict``.
 /// - **Hot streams.** A unit of work may ``UnitOfWork/serialize(_:)`` the streams it will write
-///   (a flash-sale SKU): commands on the same stream inside this process then run one after
-///   another instead of racing and retrying, and the folded state of each stream is cached so a
-///   hot stream is not re-read from version 1 each time (only newer events are read).
+///   (a flash-sale SKU): commands on the same stream inside this process then decide one after
+///   another instead of racing and retrying, each on the state the one before it left (cached,
+///   or still committing), and their appends go to the ``BatchCommitter``, which writes the
+///   queue in batches — one round trip and one WAL flush for many commands.
+/// - Folded states are cached, so a stream is never re-read from version 1 (only newer events).
 public final class CommandRunner: Sendable {
     /// Tuning.
     public struct Configuration: Sendable {
@@ -42,6 +44,7 @@ public final class CommandRunner: Sendable {
     let clock: @Sendable () -> Int64
     let locks = StreamLocks()
     let cache: StateCache
+    let committer: BatchCommitter
 
     /// - Parameter clock: the time given to deciders, in microseconds since the Unix epoch
     ///   (tests pass a controllable one).
@@ -50,6 +53,7 @@ public final class CommandRunner: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.cache = StateCache(capacity: configuration.cachedStreams)
+        self.committer = BatchCommitter(store: store, cache: cache)
     }
 
     /// The wall clock in microseconds since the Unix epoch.
@@ -82,9 +86,17 @@ public final class CommandRunner: Sendable {
         while true {
             attempt += 1
             var unit = UnitOfWork(runner: self, context: CommandContext(actor: actor, nowMicros: clock()), commandID: commandID, correlationID: correlationID, held: held)
-            let reply = try await body(&unit)
+            let reply: Reply
+            do {
+                reply = try await body(&unit)
+            } catch {
+                // A refusal decided on states still committing stands only if they commit.
+                guard try await unit.dependenciesCommitted() || attempt >= configuration.maxAttempts else { continue }
+                throw error
+            }
             let appends = unit.appends()
             if appends.isEmpty {
+                guard try await unit.dependenciesCommitted() || attempt >= configuration.maxAttempts else { continue }
                 // Nothing to write: either a no-op, or a repeat of a command that already wrote
                 // (its state now makes it a no-op) and must answer as it did the first time.
                 if !commandID.isEmpty, let stored = try await store.processedResult(commandID: commandID) {
@@ -92,14 +104,35 @@ public final class CommandRunner: Sendable {
                 }
                 return CommandOutcome(reply: reply, append: nil)
             }
+            let command = CommandAppend(commandID: commandID.isEmpty ? nil : commandID, reply: try reply.serializedBytes(), appends: appends)
             do {
-                let result = try await store.append(appends, commandID: commandID.isEmpty ? nil : commandID, reply: try reply.serializedBytes())
+                let result: AppendResult
+                if held.streams.isEmpty {
+                    result = try await store.append(command.appends, commandID: command.commandID, reply: command.reply)
+                    if !result.deduplicated { unit.commit(result, into: cache) }
+                } else {
+                    // A hot stream: queue the append behind the ones in flight and let the next
+                    // command on these streams decide on this one's states at once.
+                    let ticket = committer.enqueue(command, states: unit.decidedStates(), dependencies: unit.dependencies)
+                    locks.unlock(held.streams)
+                    held.streams = []
+                    do {
+                        result = try await ticket.value()
+                    } catch BatchCommitter.Failure.alreadyProcessed {
+                        result = try await store.append(command.appends, commandID: command.commandID, reply: command.reply)
+                    }
+                }
                 if result.deduplicated {
                     let stored = try result.reply.map { try Reply(serializedBytes: $0) } ?? reply
                     return CommandOutcome(reply: stored, append: result)
                 }
-                unit.commit(result, into: cache)
                 return CommandOutcome(reply: reply, append: result)
+            } catch let failure as BatchCommitter.Failure {
+                // A conflict in the batch, or a command this one was decided on failed.
+                guard attempt < configuration.maxAttempts else {
+                    throw CommandError(.conflict, "gave up after \(attempt) attempts: another writer kept changing the streams of this command")
+                }
+                if case .conflict(let error?) = failure, error.stream != nil { try await Task.sleep(for: backoff(attempt: attempt)) }
             } catch let error as EventStoreError where error.code == .wrongExpectedVersion {
                 if let stream = error.stream { cache.evict(stream) }
                 guard attempt < configuration.maxAttempts else {
@@ -221,6 +254,8 @@ public struct UnitOfWork {
     }
     private var streams: [String: Loaded] = [:]
     private var order: [String] = []
+    /// Appends still committing whose states this attempt decided on.
+    private(set) var dependencies: [BatchCommitter.Ticket] = []
 
     init(runner: CommandRunner, context: CommandContext, commandID: String, correlationID: String, held: HeldLocks) {
         self.runner = runner
@@ -246,7 +281,19 @@ public struct UnitOfWork {
             guard let state = loaded.state as? D.State else { preconditionFailure("stream \(stream) loaded as two different aggregates") }
             return state
         }
-        let (state, version) = try await runner.read(decider, stream)
+        let state: D.State
+        let version: Int64
+        if held.streams.contains(stream), let pending = runner.committer.pending(stream), let pendingState = pending.state as? D.State {
+            // Locked here, and decided by a command still committing: decide on top of it.
+            (state, version) = (pendingState, pending.version)
+            dependencies.append(pending.ticket)
+        } else if held.streams.contains(stream), let cached = runner.cache.get(stream), let cachedState = cached.state as? D.State {
+            // Locked here, so no command of this process moved it since: trust the cache (a
+            // write from another process makes the append conflict, which evicts it).
+            (state, version) = (cachedState, cached.version)
+        } else {
+            (state, version) = try await runner.read(decider, stream)
+        }
         streams[stream] = Loaded(version: version, state: state)
         order.append(stream)
         return state
@@ -291,6 +338,24 @@ public struct UnitOfWork {
             guard let loaded = streams[stream], !loaded.events.isEmpty else { return nil }
             return StreamAppend(stream: stream, expectedVersion: loaded.version == 0 ? .noStream : .exact(loaded.version), events: loaded.events)
         }
+    }
+
+    /// Whether every append this attempt decided on has committed (waiting for them): false
+    /// means one failed, and the attempt must be decided again.
+    func dependenciesCommitted() async throws -> Bool {
+        for ticket in dependencies {
+            do { _ = try await ticket.value() } catch { return false }
+        }
+        return true
+    }
+
+    /// Each stream this attempt writes, with its version and state after the append.
+    func decidedStates() -> [String: (version: Int64, state: any Sendable)] {
+        var states: [String: (version: Int64, state: any Sendable)] = [:]
+        for (stream, loaded) in streams where !loaded.events.isEmpty {
+            states[stream] = (loaded.version + Int64(loaded.events.count), loaded.state)
+        }
+        return states
     }
 
     /// After a successful append: the states this command saw or made become the cache's.

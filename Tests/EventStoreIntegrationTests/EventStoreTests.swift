@@ -140,6 +140,51 @@ struct EventStoreIntegrationTests {
         #expect(replied.reply == [1, 2, 3] && repeated.reply == [1, 2, 3] && repeated.deduplicated)
     }
 
+    @Test("several commands in one append: parts chain on one stream, each command gets its own result, and a refusal writes nothing")
+    func batchedCommands() async throws {
+        let store = try await makeStore()
+        let a = CommandAppend(commandID: "cmd-a", reply: [1], appends: [StreamAppend(stream: "hot", expectedVersion: .noStream, events: events(2, tag: "a"))])
+        let b = CommandAppend(commandID: "cmd-b", reply: [2], appends: [
+            StreamAppend(stream: "other", expectedVersion: .noStream, events: events(1, tag: "b")),
+            StreamAppend(stream: "hot", expectedVersion: .exact(2), events: events(1, tag: "b")),
+        ])
+        let c = CommandAppend(commandID: nil, appends: [StreamAppend(stream: "hot", expectedVersion: .exact(3), events: events(1, tag: "c"))])
+        let results = try await store.append(commands: [a, b, c])
+        #expect(results.map(\.streamVersions) == [["hot": 2], ["hot": 3, "other": 1], ["hot": 4]])
+        #expect(results.map(\.reply) == [[1], [2], nil])
+        #expect(results.allSatisfy { !$0.deduplicated && $0.position.transactionID == results[0].position.transactionID })
+        let hot = try await store.readStream("hot")
+        // A command's position is that of its last event (parts go in stream-name order).
+        let other = try await store.readStream("other")
+        #expect(results[0].position == hot[1].position && results[2].position == hot[3].position && results[1].position == other[0].position)
+        #expect(hot.map(\.streamVersion) == [1, 2, 3, 4])
+        #expect(hot.map(\.metadata.commandID) == ["cmd-a", "cmd-a", "cmd-b", ""])
+        #expect(hot.map { String(decoding: $0.data, as: UTF8.self) } == ["a0", "a1", "b0", "c0"])
+
+        // Each command's result is stored with its id, and a repeat alone gets it back.
+        let storedB = try #require(try await store.processedResult(commandID: "cmd-b"))
+        #expect(storedB.streamVersions == ["hot": 3, "other": 1] && storedB.reply == [2] && storedB.deduplicated)
+        #expect(storedB.position == results[1].position)
+        let repeatA = try await store.append(commands: [a])
+        #expect(repeatA == [AppendResult(streamVersions: ["hot": 2], position: results[0].position, deduplicated: true, reply: [1])])
+
+        // In a batch of several, a processed id names itself and nothing is written.
+        let d = CommandAppend(commandID: "cmd-d", appends: [StreamAppend(stream: "fresh", expectedVersion: .noStream, events: events(1))])
+        let duplicate = await #expect(throws: EventStoreError.self) { try await store.append(commands: [d, b]) }
+        #expect(duplicate?.code == .alreadyProcessed && duplicate?.commandID == "cmd-b")
+        #expect(try await store.streamVersion("fresh") == nil)
+        #expect(try await store.processedResult(commandID: "cmd-d") == nil)
+
+        // A part whose expected version does not hold names its stream; the batch is all or nothing.
+        let stale = CommandAppend(commandID: "cmd-e", appends: [StreamAppend(stream: "hot", expectedVersion: .exact(3), events: events(1))])
+        let conflict = await #expect(throws: EventStoreError.self) { try await store.append(commands: [d, stale]) }
+        #expect(conflict?.code == .wrongExpectedVersion && conflict?.stream == "hot" && conflict?.actualVersion == 4)
+        #expect(try await store.streamVersion("fresh") == nil)
+        let twice = await #expect(throws: EventStoreError.self) { try await store.append(commands: [d, d]) }
+        #expect(twice?.code == .invalidAppend)
+        await store.shutdown()
+    }
+
     @Test("the skipped-event race: a slow transaction's event is not skipped by a tailing reader")
     func skippedEventRace() async throws {
         let store = try await makeStore()
