@@ -329,6 +329,18 @@ public final class EventStore: Sendable {
         }
     }
 
+    /// The current versions of `streams` in one query (a stream that does not exist is absent).
+    public func streamVersions(_ streams: [String]) async throws -> [String: Int64] {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute("SELECT name, version FROM streams WHERE name = ANY($1)", [.textArray(streams)])
+                var versions: [String: Int64] = [:]
+                for row in 0..<result.rowCount { versions[try result.string(row, 0)] = try result.int64(row, 1) }
+                return versions
+            }
+        }
+    }
+
     /// Names of the streams that start with `prefix`, in name order (e.g. every stock item of a
     /// SKU: `stock-<sku>@`). For small, bounded families of streams, not for scanning the log.
     public func streamNames(withPrefix prefix: String, limit: Int = 1000) async throws -> [String] {

@@ -90,13 +90,14 @@ public final class CommandRunner: Sendable {
             do {
                 reply = try await body(&unit)
             } catch {
-                // A refusal decided on states still committing stands only if they commit.
-                guard try await unit.dependenciesCommitted() || attempt >= configuration.maxAttempts else { continue }
+                // A refusal decided on states still committing stands only if they commit, and
+                // one decided on trusted cached states only if no other process moved them.
+                guard try await unit.decisionStands() || attempt >= configuration.maxAttempts else { continue }
                 throw error
             }
             let appends = unit.appends()
             if appends.isEmpty {
-                guard try await unit.dependenciesCommitted() || attempt >= configuration.maxAttempts else { continue }
+                guard try await unit.decisionStands() || attempt >= configuration.maxAttempts else { continue }
                 // Nothing to write: either a no-op, or a repeat of a command that already wrote
                 // (its state now makes it a no-op) and must answer as it did the first time.
                 if !commandID.isEmpty, let stored = try await store.processedResult(commandID: commandID) {
@@ -256,6 +257,8 @@ public struct UnitOfWork {
     private var order: [String] = []
     /// Appends still committing whose states this attempt decided on.
     private(set) var dependencies: [BatchCommitter.Ticket] = []
+    /// Streams taken from the cache without reading the log, at the version used.
+    private var trusted: [String: Int64] = [:]
 
     init(runner: CommandRunner, context: CommandContext, commandID: String, correlationID: String, held: HeldLocks) {
         self.runner = runner
@@ -288,9 +291,11 @@ public struct UnitOfWork {
             (state, version) = (pendingState, pending.version)
             dependencies.append(pending.ticket)
         } else if held.streams.contains(stream), let cached = runner.cache.get(stream), let cachedState = cached.state as? D.State {
-            // Locked here, so no command of this process moved it since: trust the cache (a
-            // write from another process makes the append conflict, which evicts it).
+            // Locked here, so no command of this process moved it since: trust the cache. A
+            // write from another process makes the append conflict (which evicts it); a decision
+            // that appends nothing is checked against the stream's version instead.
             (state, version) = (cachedState, cached.version)
+            trusted[stream] = version
         } else {
             (state, version) = try await runner.read(decider, stream)
         }
@@ -340,13 +345,21 @@ public struct UnitOfWork {
         }
     }
 
-    /// Whether every append this attempt decided on has committed (waiting for them): false
-    /// means one failed, and the attempt must be decided again.
-    func dependenciesCommitted() async throws -> Bool {
+    /// Whether a decision that appends nothing (a refusal, a no-op) may be answered: every
+    /// pending append it was decided on has committed, and no other process has moved a stream
+    /// it took from the cache. False: decide again (a moved stream's cache entry is evicted).
+    func decisionStands() async throws -> Bool {
         for ticket in dependencies {
             do { _ = try await ticket.value() } catch { return false }
         }
-        return true
+        guard !trusted.isEmpty else { return true }
+        let current = try await runner.store.streamVersions(Array(trusted.keys))
+        var stands = true
+        for (stream, version) in trusted where (current[stream] ?? 0) != version {
+            runner.cache.evict(stream)
+            stands = false
+        }
+        return stands
     }
 
     /// Each stream this attempt writes, with its version and state after the append.

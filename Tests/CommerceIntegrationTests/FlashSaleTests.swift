@@ -78,6 +78,33 @@ struct FlashSaleTests {
         for client in clients { await client.close() }
     }
 
+    @Test("a node refusing from its cached state checks the log first: stock received through another node is sold, not refused")
+    func refusalsCheckTheLog() async throws {
+        let node = try await Node.start()
+        defer { Task { await node.stop() } }
+        let other = CommandRunner(store: node.store, clock: { node.clock.now })
+        let key = StockItemDecider.Key(sku: "RESTOCK", locationId: "main")
+        @Sendable func run(_ runner: CommandRunner, _ id: String, _ command: StockItemDecider.Command) async throws {
+            _ = try await runner.execute(commandID: id, actor: .system, correlationID: "t") { unit -> Google_Protobuf_Empty in
+                try await unit.serialize([key.streamName])
+                try await unit.decide(StockItemDecider.self, key.streamName, command)
+                return Google_Protobuf_Empty()
+            }
+        }
+        func reserve(_ id: String) -> StockItemDecider.Command {
+            .reserve(key: key, reservationId: id, quantity: 1, expiresAtMicros: node.clock.now + 60_000_000, reference: "t")
+        }
+        try await run(node.runner, "receive-1", .receive(key: key, quantity: 1, reference: "PO-1"))
+        try await run(node.runner, "reserve-1", reserve("r-1"))
+        let soldOut = await #expect(throws: DomainError.self) { try await run(node.runner, "reserve-2", reserve("r-2")) }
+        #expect(soldOut?.code == .failedPrecondition)
+        // Another node receives stock; this node's cache still says sold out.
+        try await run(other, "receive-2", .receive(key: key, quantity: 5, reference: "PO-2"))
+        try await run(node.runner, "reserve-3", reserve("r-3"))
+        let (state, version) = try await other.read(StockItemDecider.self, key.streamName)
+        #expect(state.reservations["r-3"] != nil && version == 4)
+    }
+
     @Test("conflicts between two command nodes are retried with jitter; with no retries left the caller gets ABORTED")
     func conflictsAcrossNodes() async throws {
         let node = try await Node.start()
