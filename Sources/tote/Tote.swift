@@ -22,7 +22,7 @@ struct Tote: AsyncParsableCommand {
         commandName: "tote",
         abstract: "Tote: an event-sourced commerce backend.",
         version: version,
-        subcommands: [Dev.self, Serve.self, Project.self, Query.self, Migrate.self, HealthCheck.self, Version.self]
+        subcommands: [Dev.self, Serve.self, Project.self, Query.self, Admin.self, Migrate.self, HealthCheck.self, Version.self]
     )
 }
 

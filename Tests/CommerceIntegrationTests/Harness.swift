@@ -99,7 +99,9 @@ final class Node: Sendable {
 
 /// A clock the test moves by hand (microseconds since the epoch), starting at a fixed instant.
 final class TestClock: Sendable {
-    private let micros = Locked<Int64>(1_800_000_000_000_000)
+    private let micros: Locked<Int64>
+    /// Starts at `micros` (by default a fixed instant in January 2027).
+    init(micros: Int64 = 1_800_000_000_000_000) { self.micros = Locked(micros) }
     var now: Int64 { micros.withLock { $0 } }
     func advance(seconds: Int64) { micros.withLock { $0 += seconds * 1_000_000 } }
 }
