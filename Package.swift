@@ -29,6 +29,8 @@ let package = Package(
         .library(name: "ToteDomain", targets: ["ToteDomain"]),
         .library(name: "ToteCommands", targets: ["ToteCommands"]),
         .library(name: "ToteServices", targets: ["ToteServices"]),
+        .library(name: "ToteReadModels", targets: ["ToteReadModels"]),
+        .library(name: "LMDB", targets: ["LMDB"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -37,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: C system libraries (apt: liblmdb-dev, libpq-dev, libprotobuf-c-dev)
@@ -89,6 +93,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -96,7 +101,7 @@ let package = Package(
         // MARK: Event store (PostgreSQL)
         .target(
             name: "EventStore",
-            dependencies: ["Postgres", "ToteRPC", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["Postgres", "ToteRPC", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
 
@@ -116,6 +121,7 @@ let package = Package(
                 "ToteDomain", "EventStore", "ToteProto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -127,6 +133,7 @@ let package = Package(
                 "LMDB", "EventStore", "ToteDomain", "ToteProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -139,6 +146,7 @@ let package = Package(
                 "ToteAPI", "ToteRPC", "ToteProto", "ToteDomain", "ToteCommands", "EventStore", "ToteReadModels", "LMDB", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -147,11 +155,14 @@ let package = Package(
         .executableTarget(
             name: "tote",
             dependencies: [
-                "ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "ToteRPC", "EventStore", "Postgres", "LocalPostgres",
+                "ToteServices", "ToteCommands", "ToteDomain", "ToteAPI", "ToteRPC", "EventStore", "Postgres", "LocalPostgres", "ToteReadModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

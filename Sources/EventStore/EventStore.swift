@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Postgres
 
 /// The event log in PostgreSQL: Tote's single source of truth and audit trail.
@@ -52,10 +53,12 @@ public final class EventStore: Sendable {
         try Self.validate(appends)
         if appends.count == 1, commandID == nil, let only = appends.first {
             // One stream and no command id: a single statement, atomic on its own.
-            let result = try await map {
-                try await self.pool.withConnection { connection in
-                    let (version, position) = try Self.appendToStream(only, commandID: nil, on: connection)
-                    return AppendResult(streamVersions: [only.stream: version], position: position, reply: reply)
+            let result = try await measured(events: only.events.count) {
+                try await map {
+                    try await self.pool.withConnection { connection in
+                        let (version, position) = try Self.appendToStream(only, commandID: nil, on: connection)
+                        return AppendResult(streamVersions: [only.stream: version], position: position, reply: reply)
+                    }
                 }
             }
             notifier.appended()
@@ -83,8 +86,10 @@ public final class EventStore: Sendable {
                 throw EventStoreError(.invalidAppend, "command \(id) appears twice in one append")
             }
         }
-        let results = try await map {
-            try await self.pool.withConnection { connection in try Self.append(commands: commands, on: connection) }
+        let results = try await measured(events: commands.reduce(0) { $0 + $1.appends.reduce(0) { $0 + $1.events.count } }) {
+            try await map {
+                try await self.pool.withConnection { connection in try Self.append(commands: commands, on: connection) }
+            }
         }
         if results.contains(where: { !$0.deduplicated }) { notifier.appended() }
         return results
@@ -408,6 +413,46 @@ public final class EventStore: Sendable {
     /// Survives database restarts (reads are retried); ends only when the consumer stops.
     public func subscribe(from position: LogPosition = .start, batchSize: Int = 1000) -> EventSubscription {
         EventSubscription(store: self, position: position, batchSize: batchSize)
+    }
+
+    /// Seconds since the oldest transaction still open in this database began (0 when none),
+    /// other than this query's. A long one holds back every reader of the log (they stop at the
+    /// oldest open transaction) and vacuum: an alert, not a detail.
+    public func oldestOpenTransactionSeconds() async throws -> Double {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute("""
+                    SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8::text FROM pg_stat_activity
+                    WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+                    """)
+                return Double(try result.string(0, 0)) ?? 0
+            }
+        }
+    }
+
+    // MARK: Metrics
+
+    private static let appendDuration = Metrics.Timer(label: "tote_eventstore_append_duration_seconds")
+    private static let appendedEvents = Counter(label: "tote_eventstore_appended_events_total")
+    private static let appendConflicts = Counter(label: "tote_eventstore_append_conflicts_total")
+    private static let appendFailures = Counter(label: "tote_eventstore_append_failures_total")
+
+    /// Runs one append, reporting its duration, its events when it succeeds, and conflicts
+    /// (wrong expected version) and other failures.
+    private func measured<R>(events: Int, _ body: () async throws -> R) async throws -> R {
+        let started = DispatchTime.now()
+        do {
+            let result = try await body()
+            Self.appendDuration.recordInterval(since: started)
+            Self.appendedEvents.increment(by: Int64(events))
+            return result
+        } catch let error as EventStoreError where error.code == .wrongExpectedVersion {
+            Self.appendConflicts.increment()
+            throw error
+        } catch {
+            Self.appendFailures.increment()
+            throw error
+        }
     }
 
     // MARK: Errors

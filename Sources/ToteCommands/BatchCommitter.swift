@@ -1,4 +1,5 @@
 import EventStore
+import Metrics
 import Synchronization
 
 /// Appends the commands of hot streams in batches.
@@ -82,6 +83,8 @@ final class BatchCommitter: Sendable {
 
     /// Commands per `tote_append` call at most.
     static let maxBatch = 256
+    /// How many commands each batch carried.
+    static let batchSizes = Recorder(label: "tote_command_batch_size")
 
     private let store: EventStore
     private let cache: StateCache
@@ -137,6 +140,7 @@ final class BatchCommitter: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
+            Self.batchSizes.record(batch.count)
             await append(batch)
         }
     }

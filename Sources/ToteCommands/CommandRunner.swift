@@ -1,6 +1,7 @@
 import EventStore
 import Foundation
 import Logging
+import Metrics
 import SwiftProtobuf
 import ToteDomain
 
@@ -130,11 +131,13 @@ public final class CommandRunner: Sendable {
                 return CommandOutcome(reply: reply, append: result)
             } catch let failure as BatchCommitter.Failure {
                 // A conflict in the batch, or a command this one was decided on failed.
+                Self.retries.increment()
                 guard attempt < configuration.maxAttempts else {
                     throw CommandError(.conflict, "gave up after \(attempt) attempts: another writer kept changing the streams of this command")
                 }
                 if case .conflict(let error?) = failure, error.stream != nil { try await Task.sleep(for: backoff(attempt: attempt)) }
             } catch let error as EventStoreError where error.code == .wrongExpectedVersion {
+                Self.retries.increment()
                 if let stream = error.stream { cache.evict(stream) }
                 guard attempt < configuration.maxAttempts else {
                     throw CommandError(.conflict, "gave up after \(attempt) attempts: \(error.message)", stream: error.stream)
@@ -143,6 +146,9 @@ public final class CommandRunner: Sendable {
             }
         }
     }
+
+    /// Attempts decided again after a conflict (another writer, or a failed dependency).
+    static let retries = Counter(label: "tote_command_retries_total")
 
     /// A random delay in [0, min(max, base × 2^(attempt-1))]: "full jitter", so that retrying
     /// writers spread out instead of colliding again.

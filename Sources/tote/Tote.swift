@@ -11,6 +11,7 @@ import Synchronization
 import ToteAPI
 import ToteCommands
 import ToteDomain
+import ToteReadModels
 import ToteServices
 
 /// The `tote` command: one executable, one subcommand per role.
@@ -107,6 +108,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder of the LMDB read models: with a database, the projector keeps them current and tote.v1.Query is served from them.")
     var readModels: String?
 
+    @Option(help: "Warehouse of the automation bridge: it competes for this warehouse's lock, plans the orders whose home warehouse it is and dispatches only its tasks (location ids are '<warehouse>/<zone>/...'). Default: empty, one bridge for every warehouse.")
+    var warehouse: String = ""
+
+    @Option(help: "Serve Prometheus metrics (/metrics) and liveness and readiness probes (/health, /ready) over HTTP on HOST:PORT.")
+    var metricsListen: HostAndPort?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -115,7 +122,7 @@ struct Serve: AsyncParsableCommand {
         try await ServerRun(
             listen: listen, keyring: keyring, maxConnections: maxConnections, maxConcurrentStreams: maxConcurrentStreams,
             drainTimeout: drainTimeout, database: database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"], poolSize: poolSize,
-            readModels: readModels
+            readModels: readModels, warehouseID: warehouse, metricsListen: metricsListen
         ).run { _ in }
     }
 
@@ -217,10 +224,17 @@ struct ServerRun {
     /// Folder of the LMDB read models; with a database the projector keeps them current here and
     /// the query service answers from them.
     var readModels: String?
+    /// The automation bridge's warehouse (`BridgeConfiguration.warehouseID`; "" = every warehouse).
+    var warehouseID = ""
+    /// Where to serve `/metrics`, `/health` and `/ready` over HTTP (nil: nowhere).
+    var metricsListen: HostAndPort?
 
     /// Serves until SIGINT or SIGTERM; `started` runs once the server listens (with its address).
     func run(started: (String) async throws -> Void) async throws {
         let logger = Logger(label: "tote")
+        // Before anything makes a metric: handles made earlier would report nowhere.
+        let registry = metricsListen.map { _ in ToteMetrics.registry }
+        var projectorRunner: ProjectorRunner?
 
         var served = ["tote.v1.Health", "tote.v1.Diagnostics"]
         var router = RPCRouter()
@@ -263,6 +277,7 @@ struct ServerRun {
                 readSide.queryService.register(into: &router)
                 served.append(APIServices.query.name)
                 if let projector = readSide.projector {
+                    projectorRunner = projector
                     background.append(.init(service: BackgroundProcess(name: "projector") { try await projector.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
                 }
             }
@@ -293,6 +308,27 @@ struct ServerRun {
         FileHandle.standardOutput.write(Data("listening on \(bound)\n".utf8))
         try await started(bound)
 
+        let serving = Mutex(true)
+        if let registry, let metricsListen {
+            let probe = store
+            let readiness: @Sendable () async -> (ready: Bool, reason: String) = {
+                guard serving.withLock({ $0 }) else { return (false, "shutting down") }
+                guard let probe else { return (true, "") }
+                do {
+                    _ = try await probe.oldestOpenTransactionSeconds()
+                    return (true, "")
+                } catch {
+                    return (false, "the event store does not answer: \(error)")
+                }
+            }
+            background.append(.init(service: MetricsEndpoint(listen: metricsListen, registry: registry, readiness: readiness) { address in
+                FileHandle.standardOutput.write(Data("metrics on http://\(address)/metrics\n".utf8))
+            }))
+            if let store {
+                background.append(.init(service: MetricsSampler(store: store, projector: projectorRunner), successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
+            }
+        }
+
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)] + background,
@@ -303,6 +339,7 @@ struct ServerRun {
         try await withGracefulShutdownHandler {
             try await group.run()
         } onGracefulShutdown: {
+            serving.withLock { $0 = false }
             health.markAllNotServing()
         }
         await store?.shutdown()

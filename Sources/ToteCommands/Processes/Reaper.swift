@@ -1,4 +1,5 @@
 import EventStore
+import Metrics
 import Logging
 import SwiftProtobuf
 import Synchronization
@@ -16,6 +17,9 @@ public final class Reaper: Sendable {
     /// Something the reaper watches: it reads each event, says which keys fall due when, and
     /// runs the command for a key that fell due.
     public struct Tracker: Sendable {
+        /// The name as a metric label: `stock_reservations`.
+        var metricName: String { name.replacingOccurrences(of: " ", with: "_") }
+
         /// A short name for logs.
         public var name: String
         /// Updates `deadlines` (key → due time in µs since the epoch; nil removes) from one event.
@@ -104,9 +108,14 @@ public final class Reaper: Sendable {
                 Set(deadlines.filter { $0.value <= now }.map { trackers[index].target($0.key) }).sorted().map { (index, $0) }
             }
         }
+        let pending = self.pending
+        for tracker in trackers {
+            Gauge(label: "tote_reaper_pending", dimensions: [("tracker", tracker.metricName)]).record(pending[tracker.name] ?? 0)
+        }
         for (index, key) in due {
             do {
                 try await trackers[index].expire(key, runner)
+                Counter(label: "tote_reaper_expired_total", dimensions: [("tracker", trackers[index].metricName)]).increment()
             } catch {
                 logger.warning("expiry failed; retrying at the next sweep", metadata: ["tracker": "\(trackers[index].name)", "key": "\(key)", "error": "\(error)"])
             }

@@ -37,6 +37,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         var waitingWriters: [(ByteBuffer, CheckedContinuation<Void, any Error>)] = []
         /// Request bytes delivered to the handler's stream and not yet consumed.
         var bufferedBytes = 0
+        /// When the call opened (``RPCMetrics/now()``).
+        let startedAt = RPCMetrics.now()
 
         init(route: RPCRouter.Route, serverContext: ServerContext) {
             self.route = route
@@ -198,17 +200,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func openCall(_ id: StreamID, _ headers: Tote_V1_CallHeaders, endStream: Bool) {
         guard let role = keyring.role(for: headers.authToken) else {
-            return rejectOpenCall(id, RPCError(
+            return rejectOpenCall(id, method: headers.method, RPCError(
                 .unauthenticated,
                 headers.authToken.isEmpty ? "missing API key (call header auth_token)" : "invalid API key"
             ))
         }
         guard let route = router.route(for: headers.method) else {
-            return rejectOpenCall(id, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
+            return rejectOpenCall(id, method: headers.method, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
         }
         guard route.roles.contains(role) else {
             let allowed = route.roles.map(\.rawValue).sorted().joined(separator: ", ")
-            return rejectOpenCall(id, RPCError(
+            return rejectOpenCall(id, method: headers.method, RPCError(
                 .permissionDenied,
                 "role '\(role)' may not call \(headers.method) (allowed: \(allowed))"
             ))
@@ -248,7 +250,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     /// Refuses a call the state machine already opened: STATUS, then the stream is closed.
-    private func rejectOpenCall(_ id: StreamID, _ error: RPCError) {
+    private func rejectOpenCall(_ id: StreamID, method: String, _ error: RPCError) {
+        // Unknown method names are not labels (a client could mint any number of them).
+        RPCMetrics.shared.record(method: router.route(for: method) == nil ? "unknown" : method, code: error.code, startedAt: RPCMetrics.now())
         writeStatus(id, error.callStatus)
         if state.streamClosed(id) { closeNow() }
     }
@@ -412,6 +416,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// A handler finished: send its response (if any) and status, then close the stream.
     private func finishCall(_ id: StreamID, _ outcome: Result<ByteBuffer?, RPCError>) {
         guard let call = calls.removeValue(forKey: id) else { return }  // already cancelled or expired
+        defer {
+            let code: RPCError.Code = if case .failure(let error) = outcome { error.code } else { .ok }
+            RPCMetrics.shared.record(method: call.serverContext.method, code: code, startedAt: call.startedAt)
+        }
         call.deadlineTimer?.cancel()
         call.inbound?.finish()
         release(call.bufferedBytes)
@@ -453,6 +461,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     /// Stops a call's handler and wakes everything waiting on it.
     private func terminate(_ call: Call, _ error: RPCError) {
+        RPCMetrics.shared.record(method: call.serverContext.method, code: error.code, startedAt: call.startedAt)
         release(call.bufferedBytes)
         call.bufferedBytes = 0
         call.deadlineTimer?.cancel()
