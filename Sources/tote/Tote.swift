@@ -155,8 +155,8 @@ struct Serve: AsyncParsableCommand {
 
 /// `tote dev`: the whole platform on this machine for development and demos — a private
 /// PostgreSQL cluster in a local folder (created on first use, reused after; `--reset` wipes it),
-/// every role of `tote serve` in this process, and development API keys. Ctrl-C stops the server
-/// and the cluster.
+/// every role of `tote serve` in this process, development API keys, and simulated pick and pack
+/// stations (``DevControllers``). Ctrl-C stops the stations, the server and the cluster.
 struct Dev: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the whole platform locally with its own PostgreSQL.")
 
@@ -171,6 +171,12 @@ struct Dev: AsyncParsableCommand {
 
     @Option(help: "Port number of the private cluster's unix socket (it listens on no TCP port).")
     var postgresPort: Int = 54329
+
+    @Option(help: "Simulated pick and pack stations to start, PICK,PACK (0,0: none).")
+    var controllers = ControllerCounts(picks: 2, packs: 1)
+
+    @Option(help: "The controller simulator (default: tools/controller/build/tote-controller-sim under the working directory, if built).")
+    var controllerSim: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -199,7 +205,13 @@ struct Dev: AsyncParsableCommand {
         let keys = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] ?? Self.developmentKeys
         let keyring = try APIKeyring(parsing: keys)
         let readModels = URL(fileURLWithPath: folder).standardizedFileURL.appendingPathComponent("readmodels").path
+        let stations = DevControllers()
+        defer {
+            let (terminated, killed) = stations.stop()
+            if terminated + killed > 0 { say("dev: stopped the simulated stations: \(terminated) after SIGTERM, \(killed) killed") }
+        }
         try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote"), readModels: readModels).run { address in
+            startControllers(stations, address: address, keys: keys)
             say("""
                 dev: Tote is running on \(address) (PostgreSQL: \(cluster.connectionString(database: "tote")))
                 dev: API keys\(ProcessInfo.processInfo.environment["TOTE_API_KEYS"] == nil ? " (development)" : ""): \(keys)
@@ -207,6 +219,26 @@ struct Dev: AsyncParsableCommand {
                 dev:       psql "\(cluster.connectionString(database: "tote"))" -c 'SELECT type, count(*) FROM events GROUP BY 1'
                 dev: Ctrl-C stops the server and PostgreSQL.
                 """)
+        }
+    }
+
+    /// Starts the simulated stations (DevControllers) once the server listens; says why not if it cannot.
+    private func startControllers(_ stations: DevControllers, address: String, keys: String) {
+        guard controllers.picks + controllers.packs > 0 else { return }
+        let (simulator, problem) = DevControllers.locateSimulator(controllerSim)
+        guard let simulator else { return say("dev: \(problem ?? "no controller simulator"); running without simulated controllers") }
+        let controllerKey = keys.split(separator: ",").compactMap { entry -> String? in
+            let parts = entry.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return parts.count == 2 && parts[0] == "controller" ? parts[1] : nil
+        }.first
+        guard let controllerKey else { return say("dev: no controller key in the API keys; running without simulated controllers") }
+        let host = HostAndPort(argument: address) ?? listen
+        let connectHost = host.host == "0.0.0.0" ? "127.0.0.1" : host.host == "::" ? "::1" : host.host
+        do {
+            try stations.start(simulator: simulator, host: connectHost, port: host.port, key: controllerKey, counts: controllers, folder: URL(fileURLWithPath: folder).standardizedFileURL)
+            say("dev: started \(controllers.picks) pick and \(controllers.packs) pack station(s) (\(stations.children.map { "\($0.id) pid \($0.pid)" }.joined(separator: ", "))); logs in \(folder)/controllers/")
+        } catch {
+            say("dev: \(error); running without (some) simulated controllers")
         }
     }
 }
@@ -268,7 +300,7 @@ struct ServerRun {
             background.append(.init(service: BackgroundProcess(name: "reaper") { try await Reaper(runner: runner, trackers: commerce.reaperTrackers).run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
             // The automation bridge: active while it holds this warehouse's advisory lock, a
             // standby (refusing controllers with UNAVAILABLE) otherwise.
-            let bridge = BridgeServices(runner: runner, configuration: BridgeConfiguration(warehouseID: "main", bridgeID: "tote-\(ProcessInfo.processInfo.processIdentifier)"))
+            let bridge = BridgeServices(runner: runner, configuration: BridgeConfiguration(warehouseID: warehouseID, bridgeID: "tote-\(ProcessInfo.processInfo.processIdentifier)"))
             bridge.register(into: &router)
             served += [APIServices.automation.name, APIServices.operations.name]
             background.append(.init(service: BackgroundProcess(name: "bridge") { try await bridge.run() }, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))

@@ -27,7 +27,10 @@ final class BridgeNode: Sendable {
     let bridge: BridgeServices
     let bridgeTask: Task<Void, any Error>
 
-    static func start(database existing: String? = nil, session: ControllerSession.Configuration = .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000), bridgeID: String = "bridge-a") async throws -> BridgeNode {
+    /// - Parameters:
+    ///   - warehouseID: the bridge's warehouse ("" = every warehouse).
+    ///   - locations: stock locations checkout reserves at (default: the demo settings').
+    static func start(database existing: String? = nil, session: ControllerSession.Configuration = .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000), bridgeID: String = "bridge-a", warehouseID: String = "", locations: [String]? = nil) async throws -> BridgeNode {
         let cluster = try LocalCluster.cluster
         let database = existing ?? "t_\(UUID().uuidString.prefix(8).lowercased())"
         if existing == nil {
@@ -39,10 +42,12 @@ final class BridgeNode: Sendable {
         try await store.migrate()
         let runner = CommandRunner(store: store)
         var router = RPCRouter()
-        let services = CommerceServices(runner: runner, settings: .demo, gateways: ["simulated": Node.gateway(clock: TestClock())])
+        var settings = StoreSettings.demo
+        if let locations { settings.locations = locations }
+        let services = CommerceServices(runner: runner, settings: settings, gateways: ["simulated": Node.gateway(clock: TestClock())])
         services.register(into: &router)
         try await services.promotions.catchUp()
-        let bridge = BridgeServices(runner: runner, configuration: BridgeConfiguration(bridgeID: bridgeID, session: session, tickInterval: .milliseconds(50), leadershipPollInterval: .milliseconds(200)))
+        let bridge = BridgeServices(runner: runner, configuration: BridgeConfiguration(warehouseID: warehouseID, bridgeID: bridgeID, session: session, tickInterval: .milliseconds(50), leadershipPollInterval: .milliseconds(200)))
         bridge.register(into: &router)
         var logger = Logger(label: "test.bridge")
         logger.logLevel = .critical
@@ -109,8 +114,13 @@ struct BridgeTestFailure: Error, CustomStringConvertible {
 }
 
 /// The catalog of ``seedCatalog(_:skus:stock:)`` on a bridge node.
-func seedBridgeCatalog(_ node: BridgeNode, skus: [String: Int64], stock: Int64) async throws {
-    let admin = try await node.connect(apiKey: Keys.operator)
+func seedBridgeCatalog(_ node: BridgeNode, skus: [String: Int64], stock: Int64, locations: [String: String] = [:]) async throws {
+    try await seedBridgeCatalog(try await node.connect(apiKey: Keys.operator), skus: skus, stock: stock, locations: locations)
+}
+
+/// Creates a published product with one variant per SKU, prices in EUR, and `stock` units of each
+/// SKU at its location (`locations[sku]`, default "main"), through `admin` (closed afterwards).
+func seedBridgeCatalog(_ admin: ClientConnection, skus: [String: Int64], stock: Int64, locations: [String: String] = [:]) async throws {
     var category = Tote_V1_CreateCategoryRequest()
     category.slug = "shirts"
     category.name = "Shirts"
@@ -142,7 +152,7 @@ func seedBridgeCatalog(_ node: BridgeNode, skus: [String: Int64], stock: Int64) 
         entry.price = Money(price, "EUR").proto
         prices.prices.append(entry)
         var receive = Tote_V1_ReceiveStockRequest()
-        receive.key = stockKey(sku)
+        receive.key = stockKey(sku, locations[sku] ?? "main")
         receive.quantity = stock
         receive.reference = "PO-\(sku)"
         _ = try await admin.unary(InventoryAPI.receiveStock, receive, options: command())
@@ -257,15 +267,20 @@ func controllerSession<R: Sendable>(_ client: ClientConnection, id: String, kind
     }
 }
 
-/// Stops child processes with SIGTERM, then SIGKILL after 1 s (a child spawned from a Swift test
-/// process may inherit a blocked SIGTERM), without blocking a thread.
-func stopProcesses(_ processes: [Process]) async {
-    for p in processes where p.processIdentifier > 0 { kill(p.processIdentifier, SIGTERM) }
-    for _ in 0..<20 {
-        if processes.allSatisfy({ !$0.isRunning }) { return }
+/// Stops child processes with SIGTERM, then SIGKILL after `grace` (a child spawned from a Swift
+/// test process may inherit a blocked SIGTERM), and waits until they are gone, without blocking a
+/// thread.
+func stopProcesses(_ processes: [Process], grace: Duration = .seconds(1)) async {
+    let started = processes.filter { $0.processIdentifier > 0 }
+    for p in started where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+    let deadline = ContinuousClock.now + grace
+    while ContinuousClock.now < deadline, started.contains(where: \.isRunning) {
         try? await Task.sleep(for: .milliseconds(50))
     }
-    for p in processes where p.processIdentifier > 0 { kill(p.processIdentifier, SIGKILL) }
+    for p in started where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    for _ in 0..<100 where started.contains(where: \.isRunning) {
+        try? await Task.sleep(for: .milliseconds(50))
+    }
 }
 
 /// Events of `stream` decoded as task events.
@@ -531,5 +546,171 @@ struct BridgeTests {
         await shopper.close()
         await controllersA.close()
         await controllersB.close()
+    }
+
+    // (e) Hello timeout.
+    @Test("a Connect call without a hello within the hello timeout ends with DEADLINE_EXCEEDED; a session that sent its hello lives on")
+    func helloTimeout() async throws {
+        let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, helloTimeoutMicros: 500_000))
+        defer { Task { await node.stop() } }
+        try await node.waitUntilActive()
+        let controllers = try await node.connect(apiKey: BridgeKeys.controller)
+
+        let silent = await rpcError {
+            try await controllers.bidirectional(AutomationAPI.connect, options: CallOptions(timeout: .seconds(30))) { (_: RequestWriter<Tote_V1_ControllerMessage>, responses: ResponseStream<Tote_V1_BridgeMessage>) in
+                var it = responses.makeAsyncIterator()
+                while try await it.next() != nil {}
+            }
+        }
+        #expect(silent?.code == .deadlineExceeded)
+        #expect(silent?.message.contains("no ControllerHello within 500 ms") == true, "\(String(describing: silent))")
+
+        // A hello in time: the session outlives the hello timeout and its reports are recorded.
+        try await controllerSession(controllers, id: "pick-hello", kind: .pick) { c, _ in
+            try await Task.sleep(for: .milliseconds(1200))
+            var command = Tote_V1_BridgeCommand()
+            command.commandID = "unknown-command"
+            command.sequence = 1
+            try await c.report(1, command, .accepted)
+            #expect(try await c.nextAck() == 1)
+        }
+        // The connection is still usable after the refused call.
+        let again = await rpcError { try await controllerSession(controllers, id: "bad id!", kind: .pick) { _, _ in () } }
+        #expect(again?.code == .invalidArgument)
+        await controllers.close()
+    }
+
+    // (f) Paging.
+    @Test("ListStuckTasks pages through every stuck task once, oldest first; a foreign page token is INVALID_ARGUMENT")
+    func stuckTaskPaging() async throws {
+        let node = try await BridgeNode.start()
+        defer { Task { await node.stop() } }
+        try await node.waitUntilActive()
+        try await seedBridgeCatalog(node, skus: ["TEE-M": 2500], stock: 50)
+        let shopper = try await node.connect()
+        let operatorClient = try await node.connect(apiKey: Keys.operator)
+        var expected: [String] = []
+        for _ in 0..<5 {
+            let orderID = try await placePaidOrder(shopper, lines: ["TEE-M": 1])
+            expected.append(TaskPlanner.pickTaskID(orderID: orderID, number: 1))
+        }
+        // No station is connected: the pick tasks stay PENDING.
+        try await eventually("five pick tasks") {
+            for id in expected where try await node.runner.read(TaskDecider.self, StreamName.task(id)).version == 0 { return false }
+            return true
+        }
+        var seen: [Tote_V1_TaskSummary] = []
+        var request = Tote_V1_ListStuckTasksRequest()
+        request.olderThan = seconds(0)
+        request.page.pageSize = 2
+        var pages = 0
+        repeat {
+            let page = try await operatorClient.unary(OperationsAPI.listStuckTasks, request)
+            #expect(page.tasks.count <= 2)
+            seen += page.tasks
+            request.page.pageToken = page.pageInfo.nextPageToken
+            pages += 1
+        } while !request.page.pageToken.isEmpty && pages < 10
+        #expect(pages == 3)
+        #expect(seen.map(\.taskID).sorted() == expected.sorted())
+        #expect(Set(seen.map(\.taskID)).count == seen.count)
+        #expect(seen.allSatisfy { $0.state == .pending && !$0.stuckReason.isEmpty })
+
+        request.page.pageToken = "not-a-token"
+        let bad = await rpcError { _ = try await operatorClient.unary(OperationsAPI.listStuckTasks, request) }
+        #expect(bad?.code == .invalidArgument)
+        #expect(bad?.message.contains("page_token") == true)
+        await shopper.close()
+        await operatorClient.close()
+    }
+
+    // (g) One active bridge per warehouse.
+    @Test("two bridges for two warehouses are active at once; each dispatches only its own warehouse's tasks and refuses the other's stations")
+    func bridgePerWarehouse() async throws {
+        let locations = ["north/A/01", "south/A/01"]
+        let north = try await BridgeNode.start(bridgeID: "bridge-north", warehouseID: "north", locations: locations)
+        defer { Task { await north.stop() } }
+        let south = try await BridgeNode.start(database: north.database, bridgeID: "bridge-south", warehouseID: "south", locations: locations)
+        defer { Task { await south.stop() } }
+        try await north.waitUntilActive()
+        try await south.waitUntilActive()  // different warehouses: different locks
+        try await seedBridgeCatalog(north, skus: ["TEE-N": 2500, "TEE-S": 2600], stock: 10, locations: ["TEE-N": "north/A/01", "TEE-S": "south/A/01"])
+
+        let shopper = try await north.connect()
+        let northOrder = try await placePaidOrder(shopper, lines: ["TEE-N": 1])
+        let southOrder = try await placePaidOrder(shopper, lines: ["TEE-S": 1])
+        let northTask = TaskPlanner.pickTaskID(orderID: northOrder, number: 1)
+        let southTask = TaskPlanner.pickTaskID(orderID: southOrder, number: 1)
+
+        // A station of the south warehouse is refused by the north bridge.
+        let northControllers = try await north.connect(apiKey: BridgeKeys.controller)
+        let southControllers = try await south.connect(apiKey: BridgeKeys.controller)
+        let wrong = await rpcError {
+            try await controllerSessionIn(northControllers, id: "pick-s1", kind: .pick, warehouse: "south") { _, _ in () }
+        }
+        #expect(wrong?.code == .failedPrecondition)
+        #expect(wrong?.message.contains("warehouse 'south'") == true)
+
+        // Each bridge's station gets exactly its warehouse's task.
+        let n = try await controllerSessionIn(northControllers, id: "pick-n1", kind: .pick, warehouse: "north") { c, _ in
+            let command = try await c.nextCommand()
+            try await c.ack(command.sequence)
+            try await c.report(1, command, .finished, picked: ScriptedController.fullPick(command))
+            #expect(try await c.nextAck() == 1)
+            return command
+        }
+        let s = try await controllerSessionIn(southControllers, id: "pick-s1", kind: .pick, warehouse: "south") { c, _ in
+            let command = try await c.nextCommand()
+            try await c.ack(command.sequence)
+            return command
+        }
+        #expect(ScriptedController.taskID(n) == northTask)
+        #expect(ScriptedController.taskID(s) == southTask)
+
+        // Operators: each bridge lists and acts on its own warehouse only.
+        let northOps = try await north.connect(apiKey: Keys.operator)
+        var list = Tote_V1_ListStuckTasksRequest()
+        list.olderThan = seconds(0)
+        let northStuck = try await northOps.unary(OperationsAPI.listStuckTasks, list)
+        #expect(!northStuck.tasks.contains { $0.taskID == southTask })
+        var cancel = Tote_V1_CancelTaskRequest()
+        cancel.taskID = southTask
+        cancel.reason = "wrong bridge"
+        let refused = await rpcError { _ = try await northOps.unary(OperationsAPI.cancelTask, cancel, options: command()) }
+        #expect(refused?.code == .failedPrecondition)
+
+        // The north order goes on to its pack task, planned by its home bridge only.
+        try await eventually("north pack task") {
+            try await north.runner.read(TaskDecider.self, StreamName.task(TaskPlanner.packTaskID(orderID: northOrder))).version > 0
+        }
+        let events = try await north.allEvents()
+        for task in [northTask, southTask] {
+            let dispatched = try taskEvents(events, StreamName.task(task)).compactMap { if case .taskDispatched(let e)? = $0.event { e } else { nil } }
+            #expect(dispatched.count == 1)
+            #expect(dispatched.first?.controllerID == (task == northTask ? "pick-n1" : "pick-s1"))
+        }
+        for order in [northOrder, southOrder] {
+            #expect(events.filter { $0.stream == StreamName.order(order) && $0.type == "OrderPickingStarted" }.count == 1)
+        }
+        await shopper.close()
+        await northControllers.close()
+        await southControllers.close()
+        await northOps.close()
+    }
+}
+
+/// ``controllerSession(_:id:kind:lastSequenceSeen:_:)`` with the hello's `warehouse_id` set.
+func controllerSessionIn<R: Sendable>(_ client: ClientConnection, id: String, kind: Tote_V1_StationKind, warehouse: String, _ body: (inout ScriptedController, Tote_V1_BridgeWelcome) async throws -> R) async throws -> R {
+    try await client.bidirectional(AutomationAPI.connect, options: CallOptions(timeout: .seconds(120))) { writer, responses in
+        var controller = ScriptedController(writer: writer, responses: responses.makeAsyncIterator())
+        var hello = Tote_V1_ControllerHello()
+        hello.controllerID = id
+        hello.stationKind = kind
+        hello.protocolVersion = 1
+        hello.warehouseID = warehouse
+        try await controller.send(.hello(hello))
+        let first = try await controller.next()
+        guard case .welcome(let welcome)? = first.body else { throw BridgeTestFailure("expected a welcome, got \(first)") }
+        return try await body(&controller, welcome)
     }
 }

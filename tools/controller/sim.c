@@ -2,7 +2,7 @@
  * tote-controller-sim: a simulated pick or pack station on libtotectl.
  *
  *   tote-controller-sim --host H --port P --key KEY --id pick-01 --kind pick|pack
- *       [--pick-ms MEAN/JITTER] [--fail-rate F] [--jam-rate F] [--disconnect-rate F]
+ *       [--servers H:P,H:P...] [--pick-ms MEAN/JITTER] [--fail-rate F] [--jam-rate F] [--disconnect-rate F]
  *       [--state-file PATH] [--warehouse W] [--zones A,B] [--seed N] [--run-for-s S]
  *
  * Every command is accepted at once (ActionState ACCEPTED) and worked one at a time: RUNNING,
@@ -14,7 +14,8 @@
  * task if queued or running (no more reports for it) and reports the cancel command FINISHED, or
  * FAILED "ALREADY_FINISHED" if the task was already done (docs/AUTOMATION.md section 7). --disconnect-rate is the chance per
  * second of dropping the connection (the SDK reconnects and resumes). The key may come from
- * TOTE_API_KEY instead of --key.
+ * TOTE_API_KEY instead of --key. --servers lists every bridge that may be active (active and
+ * standbys): the SDK moves to the next one after each failed attempt or lost session.
  *
  * Logs one line per event on stdout: "<UTC time> <controller id> <event> key=value ...".
  * SIGTERM or SIGINT: stops cleanly (state saved) and exits 0. Exit 64 on bad usage, 1 if the
@@ -353,7 +354,7 @@ static void finish_running(sim *s) {
 static void usage(const char *why) {
     if (why) fprintf(stderr, "tote-controller-sim: %s\n", why);
     fprintf(stderr,
-            "usage: tote-controller-sim --host H --port P --key KEY --id ID --kind pick|pack\n"
+            "usage: tote-controller-sim (--host H --port P | --servers H:P,H:P...) --key KEY --id ID --kind pick|pack\n"
             "         [--pick-ms MEAN/JITTER] [--fail-rate F] [--jam-rate F] [--disconnect-rate F]\n"
             "         [--state-file PATH] [--warehouse W] [--zones A,B] [--seed N] [--run-for-s S]\n"
             "         [--heartbeat-ms MS] [--backoff-ms INITIAL/MAX]\n");
@@ -384,6 +385,9 @@ int main(int argc, char **argv) {
     char *zones_copy = NULL;
     const char *zones[32];
     size_t nzones = 0;
+    char *servers_copy = NULL;
+    const char *servers[16];
+    size_t nservers = 0;
     unsigned seed = (unsigned)time(NULL);
     double run_for_s = 0;
     for (int i = 1; i < argc; i++) {
@@ -393,6 +397,16 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(a, "--host")) cfg.host = v;
         else if (!strcmp(a, "--port")) cfg.port = atoi(v);
+        else if (!strcmp(a, "--servers")) {
+            free(servers_copy);
+            servers_copy = strdup(v);
+            nservers = 0;
+            for (char *t = strtok(servers_copy, ","); t; t = strtok(NULL, ",")) {
+                if (nservers == 16) usage("--servers takes at most 16 addresses");
+                servers[nservers++] = t;
+            }
+            if (nservers == 0) usage("--servers wants HOST:PORT[,HOST:PORT...]");
+        }
         else if (!strcmp(a, "--key")) cfg.api_key = v;
         else if (!strcmp(a, "--id")) cfg.controller_id = v;
         else if (!strcmp(a, "--kind")) kind = v;
@@ -437,12 +451,21 @@ int main(int argc, char **argv) {
     cfg.capability_count = 2;
     cfg.zones = zones;
     cfg.zone_count = nzones;
+    cfg.servers = servers;
+    cfg.server_count = nservers;
     cfg.firmware_version = "tote-controller-sim 0.1.0";
     cfg.on_command = on_command;
     cfg.on_state = on_state;
     cfg.on_log = on_log;
     cfg.user = &s;
 
+    /* A parent may have started us with SIGTERM/SIGINT blocked (the mask is inherited, e.g. from a
+     * Swift test process): unblock them, or the simulator could not be stopped cleanly. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -456,11 +479,12 @@ int main(int argc, char **argv) {
     if (!s.ctl) {
         fprintf(stderr, "tote-controller-sim: %s\n", err);
         free(zones_copy);
+        free(servers_copy);
         return 1;
     }
-    logline(&s, "start kind=%s host=%s port=%d pick-ms=%.0f/%.0f fail-rate=%g jam-rate=%g disconnect-rate=%g "
+    logline(&s, "start kind=%s server=%s servers=%zu pick-ms=%.0f/%.0f fail-rate=%g jam-rate=%g disconnect-rate=%g "
                 "last-sequence-seen=%llu state-file=%s",
-            kind, cfg.host, cfg.port, s.pick_mean_ms, s.pick_jitter_ms, s.fail_rate, s.jam_rate, s.disconnect_rate,
+            kind, totectl_server(s.ctl), nservers ? nservers : 1, s.pick_mean_ms, s.pick_jitter_ms, s.fail_rate, s.jam_rate, s.disconnect_rate,
             (unsigned long long)totectl_last_sequence_seen(s.ctl), cfg.state_file ? cfg.state_file : "(none)");
     int64_t started = mono_ms(), next_disconnect_roll = started + 1000;
     while (!stop_signal) {

@@ -11,7 +11,7 @@
 #      come online), and its clean exit on SIGTERM;
 #   5. tote-controller-sim end to end against totectl-fake-bridge: tasks with failures, jams,
 #      cancellations, redelivered commands and dropped connections must all reach a final state,
-#      none run twice.
+#      none run twice; also with a failover address list (--servers) whose first address is dead.
 #
 #   tools/controller/test.sh --server .build/debug/tote
 #       starts `tote serve --listen 127.0.0.1:0` with generated API keys and stops it afterwards
@@ -179,7 +179,10 @@ run_fake() {
     return
   fi
   rm -f "$work/fake.state"
-  "$bin/tote-controller-sim" --host 127.0.0.1 --port "${addr##*:}" --key fake-controller-key-0001 \
+  local target=(--host 127.0.0.1 --port "${addr##*:}")
+  # dead_first=HOST:PORT: the simulator gets a failover list whose first address refuses connections.
+  if [ -n "${dead_first:-}" ]; then target=(--servers "$dead_first,127.0.0.1:${addr##*:}"); fi
+  "$bin/tote-controller-sim" "${target[@]}" --key fake-controller-key-0001 \
     --backoff-ms 50/300 --state-file "$work/fake.state" --heartbeat-ms 500 "${sim_args[@]}" >"$work/sim.log" 2>&1 &
   local sim=$!
   wait "$bridge"
@@ -209,4 +212,11 @@ min_sessions=2
 run_fake "pack station with random disconnects" \
   --id pack-01 --kind pack --pick-ms 100/20 --fail-rate 0.1 --disconnect-rate 1 -- \
   --tasks 25 --kind pack --heartbeat-ms 300 --window 5
+# Failover addresses: the first is dead (port 1); the simulator must move on to the bridge after
+# every failed attempt and every dropped connection, and still finish everything exactly once.
+min_sessions=3
+dead_first=127.0.0.1:1 run_fake "pick station with a failover list (--servers, first address dead) and dropped connections" \
+  --id pick-03 --kind pick --pick-ms 20/5 -- --tasks 15 --kind pick --heartbeat-ms 300 --drop-every 5
+grep -q 'connecting to 127.0.0.1:1 ' "$work/sim.log" && ok "simulator with --servers tried the dead address too" ||
+  fail "simulator with --servers did not rotate through its addresses" "$work/sim.log"
 finish

@@ -211,6 +211,84 @@ static const Tote__V1__ControllerHello *hello(size_t nth) {
 
 static void step(const char *name) { printf("# %s\n", name); }
 
+/* Failover: a controller given two addresses (a standby that answers UNAVAILABLE, then the
+ * active bridge) moves on until it is welcomed, and moves back when the active one goes away. */
+static fake_bridge standby;
+#define PUMP2(ctl, ms, cond)                                                                  \
+    for (pump_until = ctl_now_ms() + (ms); !(cond) && ctl_now_ms() < pump_until;) {          \
+        totectl_poll(ctl, 2);                                                                 \
+        fb_step(&bridge);                                                                     \
+        fb_step(&standby);                                                                    \
+    }
+#define EXPECT_PUMP2(ctl, ms, cond) \
+    do {                            \
+        PUMP2(ctl, ms, cond);       \
+        EXPECT(cond);               \
+    } while (0)
+
+static void test_failover(void) {
+    fb_init(&standby, 0);
+    char a0[64], a1[64];
+    snprintf(a0, sizeof a0, "127.0.0.1:%d", standby.port);
+    snprintf(a1, sizeof a1, "127.0.0.1:%d", bridge.port);
+    const char *const servers[] = {a0, a1};
+    totectl_config cfg;
+    totectl_config_init(&cfg);
+    cfg.servers = servers;
+    cfg.server_count = 2;
+    cfg.api_key = "test-controller-key-0001";
+    cfg.controller_id = "pick-failover";
+    cfg.station_kind = TOTE__V1__STATION_KIND__STATION_KIND_PICK;
+    cfg.backoff_initial_ms = 20;
+    cfg.backoff_max_ms = 40;
+    cfg.connect_timeout_ms = 2000;
+    cfg.on_command = on_command;
+    cfg.on_log = on_log;
+    cfg.user = &the_app;
+    char err[256];
+    totectl *c = totectl_new(&cfg, err, sizeof err);
+    EXPECT(c != NULL);
+    if (!c) return;
+    EXPECT(strcmp(totectl_server(c), a0) == 0);
+
+    step("failover: the first address is a standby (UNAVAILABLE): the controller moves to the next");
+    size_t hellos_active = N_HELLOS();
+    EXPECT_PUMP2(c, 2000, fb_count(&standby, TOTE__V1__CONTROLLER_MESSAGE__BODY_HELLO) == 1);
+    fb_status(&standby, 14, "standby bridge: not the active bridge of warehouse 'main'; retry");
+    EXPECT_PUMP2(c, 2000, N_HELLOS() == hellos_active + 1);
+    EXPECT(strcmp(totectl_server(c), a1) == 0);
+    send_welcome(1, 0, 300);
+    EXPECT_PUMP2(c, 1000, totectl_state(c) == TOTECTL_ONLINE);
+    unsigned commands = the_app.commands;
+    send_pick("fo-1", 1, "task-fo-1");
+    EXPECT_PUMP2(c, 1000, the_app.commands == commands + 1 && fb_last_ack(&bridge) == 1);
+
+    step("failover: the active bridge dies; the controller resumes at the other address");
+    fb_drop(&bridge);
+    EXPECT_PUMP2(c, 2000, fb_count(&standby, TOTE__V1__CONTROLLER_MESSAGE__BODY_HELLO) == 2);
+    const Tote__V1__ControllerMessage *h = fb_find(&standby, TOTE__V1__CONTROLLER_MESSAGE__BODY_HELLO, 1);
+    if (h) EXPECT(h->hello->last_sequence_seen == 1);
+    EXPECT(strcmp(totectl_server(c), a0) == 0);
+    EXPECT(standby.connections == 2);
+
+    step("failover: a bad address list is refused by totectl_new");
+    const char *const bad[] = {"127.0.0.1:7700", "no-port"};
+    cfg.servers = bad;
+    EXPECT(totectl_new(&cfg, err, sizeof err) == NULL && strstr(err, "servers[1]") != NULL);
+    const char *const bad_port[] = {"127.0.0.1:70000"};
+    cfg.servers = bad_port;
+    cfg.server_count = 1;
+    EXPECT(totectl_new(&cfg, err, sizeof err) == NULL && strstr(err, "servers[0]") != NULL);
+    const char *const v6[] = {"[::1]:7700"};
+    cfg.servers = v6;
+    totectl *v6c = totectl_new(&cfg, err, sizeof err);
+    EXPECT(v6c != NULL && strcmp(totectl_server(v6c), "[::1]:7700") == 0);
+    totectl_free(v6c);
+
+    totectl_free(c);
+    fb_free(&standby);
+}
+
 int main(int argc, char **argv) {
     verbose = argc > 1 && !strcmp(argv[1], "-v");
     snprintf(state_path, sizeof state_path, "/tmp/totectl-session-%d.state", (int)getpid());
@@ -401,6 +479,8 @@ int main(int argc, char **argv) {
     }
     EXPECT(bridge.peer_half_closed && bridge.peer_goaway);
     totectl_free(c);
+
+    test_failover();
 
     fb_free(&bridge);
     unlink(state_path);

@@ -27,10 +27,14 @@
 
 struct totectl {
     /* configuration (owned copies) */
-    char *host, *api_key, *controller_id, *warehouse_id, *firmware_version, *state_file, *method;
+    char **hosts; /* the servers to rotate through (at least one) */
+    int *ports;
+    size_t server_count, server_at;
+    char server_name[300]; /* "HOST:PORT" of hosts[server_at] */
+    char *api_key, *controller_id, *warehouse_id, *firmware_version, *state_file, *method;
     char **capabilities, **zones;
     size_t capability_count, zone_count;
-    int port, station_kind;
+    int station_kind;
     int default_heartbeat_ms, missed_heartbeats, connect_timeout_ms, backoff_initial_ms, backoff_max_ms;
     totectl_command_fn on_command;
     totectl_state_fn on_state;
@@ -131,6 +135,11 @@ static const ctl_conn_handler HANDLER;
 
 /* ---- Session transitions ------------------------------------------------------------------ */
 
+static void set_server_name(totectl *c) {
+    const char *h = c->hosts[c->server_at];
+    snprintf(c->server_name, sizeof c->server_name, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, c->ports[c->server_at]);
+}
+
 static void schedule_reconnect(totectl *c, const char *fmt, ...) {
     char why[300];
     va_list ap;
@@ -142,6 +151,10 @@ static void schedule_reconnect(totectl *c, const char *fmt, ...) {
         c->conn = NULL;
     }
     if (c->state == TOTECTL_STOPPED) return;
+    if (c->server_count > 1) { /* failover: the next attempt goes to the next bridge */
+        c->server_at = (c->server_at + 1) % c->server_count;
+        set_server_name(c);
+    }
     int64_t delay = ctl_backoff_ms(c->attempt, c->backoff_initial_ms, c->backoff_max_ms, rand01(c));
     if (c->attempt < 30) c->attempt++;
     c->next_attempt_ms = ctl_now_ms() + delay;
@@ -222,7 +235,7 @@ static void start_attempt(totectl *c) {
     /* An ack owed to the previous session must not leak into this one: the bridge rejects acks
      * for sequences it did not send in the session. */
     c->ack_pending = 0;
-    c->conn = ctl_conn_open(c->host, c->port, c->api_key, err, sizeof err);
+    c->conn = ctl_conn_open(c->hosts[c->server_at], c->ports[c->server_at], c->api_key, err, sizeof err);
     if (!c->conn) {
         set_state(c, TOTECTL_CONNECTING, "");
         schedule_reconnect(c, "%s", err);
@@ -232,7 +245,7 @@ static void start_attempt(totectl *c) {
         schedule_reconnect(c, "cannot open the call");
         return;
     }
-    logf_(c, "connecting to %s:%d as %s (last sequence seen %llu)", c->host, c->port, c->controller_id,
+    logf_(c, "connecting to %s as %s (last sequence seen %llu)", c->server_name, c->controller_id,
           (unsigned long long)ctl_state_ack_sequence(&c->st));
     send_hello(c); /* queued; goes out with the HEADERS once the server's SETTINGS grant credit */
     c->connect_deadline_ms = ctl_now_ms() + c->connect_timeout_ms;
@@ -389,10 +402,32 @@ static char **dup_list(const char *const *src, size_t n) {
     return out;
 }
 
+/* Splits "HOST:PORT" ("[V6]:PORT" for IPv6) into a new host string and a port; 0 or -1. */
+static int parse_server(const char *s, char **host, int *port) {
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon == s || !colon[1]) return -1;
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 1 || p > 65535) return -1;
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    if (h[0] == '[') {
+        if (n < 3 || h[n - 1] != ']') return -1;
+        h++;
+        n -= 2;
+    } else if (memchr(h, ':', n)) {
+        return -1; /* an IPv6 address needs brackets */
+    }
+    *host = strndup(h, n);
+    *port = (int)p;
+    return *host ? 0 : -1;
+}
+
 totectl *totectl_new(const totectl_config *cfg, char *errbuf, size_t cap) {
-    if (!cfg || !cfg->host || !*cfg->host || cfg->port < 1 || cfg->port > 65535 || !cfg->controller_id ||
-        !*cfg->controller_id || !cfg->api_key) {
-        snprintf(errbuf, cap, "totectl_new: host, port (1-65535), api_key and controller_id are required");
+    int has_servers = cfg && cfg->servers && cfg->server_count > 0;
+    if (!cfg || (!has_servers && (!cfg->host || !*cfg->host || cfg->port < 1 || cfg->port > 65535)) ||
+        !cfg->controller_id || !*cfg->controller_id || !cfg->api_key) {
+        snprintf(errbuf, cap, "totectl_new: host and port (1-65535) or servers, api_key and controller_id are required");
         return NULL;
     }
     size_t idlen = strlen(cfg->controller_id);
@@ -417,7 +452,31 @@ totectl *totectl_new(const totectl_config *cfg, char *errbuf, size_t cap) {
         return NULL;
     }
     ctl_state_init(&c->st);
-    c->host = dup_or_empty(cfg->host);
+    c->server_count = has_servers ? cfg->server_count : 1;
+    c->hosts = calloc(c->server_count, sizeof *c->hosts);
+    c->ports = calloc(c->server_count, sizeof *c->ports);
+    if (!c->hosts || !c->ports) {
+        snprintf(errbuf, cap, "out of memory");
+        totectl_free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < c->server_count; i++) {
+        if (!has_servers) {
+            c->hosts[i] = strdup(cfg->host);
+            c->ports[i] = cfg->port;
+        } else if (parse_server(cfg->servers[i], &c->hosts[i], &c->ports[i]) != 0) {
+            snprintf(errbuf, cap, "totectl_new: servers[%zu] '%s' is not HOST:PORT (port 1-65535, IPv6 in brackets)", i,
+                     cfg->servers[i] ? cfg->servers[i] : "(null)");
+            totectl_free(c);
+            return NULL;
+        }
+        if (!c->hosts[i]) {
+            snprintf(errbuf, cap, "out of memory");
+            totectl_free(c);
+            return NULL;
+        }
+    }
+    set_server_name(c);
     c->api_key = dup_or_empty(cfg->api_key);
     c->controller_id = dup_or_empty(cfg->controller_id);
     c->warehouse_id = dup_or_empty(cfg->warehouse_id);
@@ -428,7 +487,6 @@ totectl *totectl_new(const totectl_config *cfg, char *errbuf, size_t cap) {
     c->capability_count = cfg->capability_count;
     c->zones = dup_list(cfg->zones, cfg->zone_count);
     c->zone_count = cfg->zone_count;
-    c->port = cfg->port;
     c->station_kind = cfg->station_kind;
     c->default_heartbeat_ms = cfg->heartbeat_interval_ms > 0 ? cfg->heartbeat_interval_ms : 2000;
     c->heartbeat_ms = c->default_heartbeat_ms;
@@ -444,7 +502,7 @@ totectl *totectl_new(const totectl_config *cfg, char *errbuf, size_t cap) {
     c->state = TOTECTL_OFFLINE;
     c->next_attempt_ms = ctl_now_ms();
     c->rng = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)c;
-    if (!c->host || !c->api_key || !c->controller_id || !c->warehouse_id || !c->firmware_version || !c->method ||
+    if (!c->api_key || !c->controller_id || !c->warehouse_id || !c->firmware_version || !c->method ||
         !c->capabilities || !c->zones || (cfg->state_file && !c->state_file)) {
         snprintf(errbuf, cap, "out of memory");
         totectl_free(c);
@@ -543,13 +601,15 @@ void totectl_stop(totectl *c) {
 
 void totectl_free(totectl *c) {
     if (!c) return;
-    if (c->state != TOTECTL_STOPPED && c->host) totectl_stop(c);
+    if (c->state != TOTECTL_STOPPED && c->api_key) totectl_stop(c);
     if (c->conn) ctl_conn_close(c->conn);
     for (size_t i = 0; c->capabilities && i < c->capability_count; i++) free(c->capabilities[i]);
     for (size_t i = 0; c->zones && i < c->zone_count; i++) free(c->zones[i]);
     free(c->capabilities);
     free(c->zones);
-    free(c->host);
+    for (size_t i = 0; c->hosts && i < c->server_count; i++) free(c->hosts[i]);
+    free(c->hosts);
+    free(c->ports);
     free(c->api_key);
     free(c->controller_id);
     free(c->warehouse_id);
@@ -681,5 +741,6 @@ const char *totectl_state_name(totectl_session_state s) {
 uint64_t totectl_last_sequence_seen(const totectl *c) { return ctl_state_ack_sequence(&c->st); }
 uint64_t totectl_last_report_sequence(const totectl *c) { return c->st.last_report_sequence; }
 size_t totectl_pending_reports(const totectl *c) { return c->st.report_count; }
+const char *totectl_server(const totectl *c) { return c->server_name; }
 const char *totectl_session_id(const totectl *c) { return c->session_id; }
 unsigned totectl_sessions(const totectl *c) { return c->sessions; }

@@ -83,6 +83,12 @@ typedef void (*totectl_log_fn)(totectl *ctl, const char *line, void *user);
 typedef struct totectl_config {
     const char *host;          /* Tote server (the bridge's listener) */
     int port;                  /* default 7700 */
+    /* Failover: "HOST:PORT" addresses of every bridge that may be the active one ("[v6]:PORT" for
+     * IPv6), server_count entries. When set they replace host/port: the SDK connects to the first
+     * and moves on to the next (cyclically) after every failed attempt or lost session, e.g. a
+     * standby's STATUS UNAVAILABLE or the active bridge dying. */
+    const char *const *servers;
+    size_t server_count;
     const char *api_key;       /* a key with the controller role */
     const char *controller_id; /* the station's registered id: 1-64 of [A-Za-z0-9._-] */
     int station_kind;          /* Tote__V1__StationKind: PICK or PACK */
@@ -202,6 +208,8 @@ size_t totectl_pending_reports(const totectl *ctl);
 const char *totectl_session_id(const totectl *ctl);
 /* How many sessions were welcomed so far (1 after the first welcome). */
 unsigned totectl_sessions(const totectl *ctl);
+/* The address ("HOST:PORT") of the current or next connection attempt. */
+const char *totectl_server(const totectl *ctl);
 
 #ifdef __cplusplus
 }

@@ -9,11 +9,17 @@ import ToteDomain
 
 /// Settings of an automation bridge.
 public struct BridgeConfiguration: Sendable {
-    /// The warehouse this bridge serves (names its advisory lock; "" = the default warehouse).
+    /// The warehouse this bridge serves (names its advisory lock): it plans the orders whose home
+    /// warehouse it is and dispatches only that warehouse's tasks (``WarehouseScope``); "" = one
+    /// bridge for every warehouse.
     public var warehouseID: String
+
+    /// What this bridge plans and dispatches.
+    public var scope: WarehouseScope { WarehouseScope(warehouseID: warehouseID) }
     /// A name for this bridge process (logs, and the UNAVAILABLE message of a standby).
     public var bridgeID: String
-    /// Protocol timings and limits of every controller session.
+    /// Protocol timings and limits of every controller session (`helloTimeoutMicros`: a Connect
+    /// call whose hello has not arrived by then is ended with DEADLINE_EXCEEDED).
     public var session: ControllerSession.Configuration
     /// How often sessions get a `.tick` and planned work is dispatched.
     public var tickInterval: Duration
@@ -46,7 +52,7 @@ enum BridgeOperatorRequest: Sendable {
 
 /// The engine's answer to an operator.
 enum BridgeOperatorResult: Sendable {
-    case tasks([Tote_V1_TaskSummary])
+    case tasks([Tote_V1_TaskSummary], nextPageToken: String)
     case task(Tote_V1_TaskSummary, version: Int64, position: LogPosition?)
 }
 
@@ -100,12 +106,24 @@ actor BridgeEngine {
         connectionCounter.add(1, ordering: .relaxed).newValue
     }
 
-    /// Restores every controller known to the log, then handles inputs until cancelled; ends
-    /// every open stream with UNAVAILABLE on the way out.
+    /// Restores every controller known to the log (with a warehouse: those with open commands for
+    /// its tasks; the others are restored when they connect), then handles inputs until cancelled;
+    /// ends every open stream with UNAVAILABLE on the way out.
     func run() async {
         do {
             for stream in try await runner.store.streamNames(withPrefix: "controller-", limit: 100_000) {
-                _ = try await session(String(stream.dropFirst("controller-".count)))
+                let id = String(stream.dropFirst("controller-".count))
+                if configuration.scope == .all {
+                    _ = try await session(id)
+                    continue
+                }
+                let (log, _) = try await runner.read(ControllerStreamDecider.self, StreamName.controller(id))
+                for taskID in Set(log.taskOfCommand.values).sorted() {
+                    let task = try await runner.read(TaskDecider.self, StreamName.task(taskID)).state
+                    guard configuration.scope.serves(warehouse: task.warehouseID) else { continue }
+                    sessions[id] = ControllerSession(controllerID: id, configuration: configuration.session, restoring: log, nowMicros: clock())
+                    break
+                }
             }
         } catch {
             logger.error("bridge could not restore controller sessions", metadata: ["error": "\(error)"])
@@ -149,6 +167,7 @@ actor BridgeEngine {
         case .received(let c, let message):
             guard let id = connections[c]?.controllerID else { return }
             await feed(id, .received(c, message))
+            await planNow()  // a recorded report may complete an order's picks or its pack
         case .ended(let c):
             guard let id = connections[c]?.controllerID else { return }
             await feed(id, .streamEnded(c))
@@ -163,6 +182,9 @@ actor BridgeEngine {
             await dispatchPending()
         case .logged(let event):
             await follow(event)
+            // A live event (not one read while catching up, when the index is still behind the
+            // log) is planned at once: OrderPaid → first command costs two appends, not a tick more.
+            if clock() - event.recordedAtMicros < 2_000_000 { await planNow() }
         case .operate(let request, let reply):
             do {
                 reply.resume(returning: try await operate(request))
@@ -216,7 +238,7 @@ actor BridgeEngine {
             break  // stations are derived from the sessions; the next tick dispatches
         case .reassignTasks(let ids):
             for id in ids {
-                guard let state = try? await taskState(id),
+                guard let state = try? await taskState(id), configuration.scope.serves(warehouse: state.warehouseID),
                       let command = TaskDispatcher.afterControllerLost(state, lostControllerID: controllerID, stations: stations().filter { $0.controllerID != controllerID }) else { continue }
                 do {
                     _ = try await taskCommand(id, command, actor: Principal(id: configuration.bridgeID, role: "system"), commandID: "", correlationID: "grace-\(controllerID)")
@@ -272,7 +294,7 @@ actor BridgeEngine {
     /// The stations the dispatcher may choose from.
     private func stations() -> [StationAvailability] {
         sessions.values.compactMap { s in
-            guard let hello = s.hello else { return nil }
+            guard let hello = s.hello, configuration.scope.serves(warehouse: hello.warehouseID) || hello.warehouseID.isEmpty else { return nil }
             return StationAvailability(
                 controllerID: s.controllerID, kind: hello.stationKind, warehouseID: hello.warehouseID, zones: hello.zones,
                 online: s.isOnline, openCommands: s.outbox.count + s.reserved.count, status: s.lastHeartbeat?.status ?? .idle)
@@ -428,20 +450,28 @@ actor BridgeEngine {
     private func operate(_ request: BridgeOperatorRequest) async throws -> BridgeOperatorResult {
         switch request {
         case .listStuck(let r):
-            let now = clock()
-            let olderThan = r.hasOlderThan ? r.olderThan.micros : configuration.stuckAfterMicros
-            let limit = r.page.pageSize == 0 ? 100 : min(Int(r.page.pageSize), 1000)
-            var out: [Tote_V1_TaskSummary] = []
-            for id in tasks.keys.sorted() {
-                let (state, version) = tasks[id]!
-                guard r.stationKind == .unspecified || r.stationKind == state.kind,
-                      r.warehouseID.isEmpty || r.warehouseID == state.warehouseID,
-                      let why = state.stuckReason(nowMicros: now, olderThanMicros: olderThan) else { continue }
-                out.append(state.summary(version: version, stuckReason: why))
-                if out.count == limit { break }
+            var after: StuckTaskPage.Cursor?
+            if !r.page.pageToken.isEmpty {
+                guard let cursor = StuckTaskPage.cursor(r.page.pageToken) else {
+                    throw RPCError.invalidArgument("page.page_token is not a token ListStuckTasks issued", fieldViolations: [("page.page_token", "not a token this service issued")])
+                }
+                after = cursor
             }
-            return .tasks(out)
+            let scope = configuration.scope
+            let page = StuckTaskPage.page(
+                Array(tasks.values), after: after, pageSize: Int(r.page.pageSize), nowMicros: clock(),
+                olderThanMicros: r.hasOlderThan ? r.olderThan.micros : configuration.stuckAfterMicros
+            ) { state in
+                scope.serves(warehouse: state.warehouseID)
+                    && (r.stationKind == .unspecified || r.stationKind == state.kind)
+                    && (r.warehouseID.isEmpty || r.warehouseID == state.warehouseID)
+            }
+            return .tasks(page.tasks, nextPageToken: page.nextPageToken)
         case .task(let taskID, let command, let actor, let commandID, let correlationID):
+            let current = try await taskState(taskID)
+            if current.status != .unspecified, !configuration.scope.serves(warehouse: current.warehouseID) {
+                throw RPCError(.failedPrecondition, "task \(taskID) belongs to warehouse '\(current.warehouseID)'; this bridge serves warehouse '\(configuration.warehouseID)': ask that warehouse's bridge")
+            }
             let (state, version, position) = try await taskCommand(taskID, command, actor: actor, commandID: commandID, correlationID: correlationID)
             return .task(state.summary(version: version), version: version, position: position)
         }
@@ -476,11 +506,18 @@ actor BridgeEngine {
     private func index(_ id: String, _ state: TaskDecider.State, version: Int64) {
         if let current = tasks[id], current.version >= version { return }
         tasks[id] = (state, version)
-        if state.status == .pending { pending.insert(id) } else { pending.remove(id) }
+        if state.status == .pending, configuration.scope.serves(warehouse: state.warehouseID) { pending.insert(id) } else { pending.remove(id) }
         if !state.orderID.isEmpty {
             tasksByOrder[state.orderID, default: []].insert(id)
             dirtyOrders[state.orderID] = dirtyOrders[state.orderID] ?? 0
         }
+    }
+
+    /// Plans the orders that changed and dispatches the tasks that made (instead of on the next tick).
+    private func planNow() async {
+        guard !dirtyOrders.isEmpty else { return }
+        await planDirtyOrders()
+        await dispatchPending()
     }
 
     /// Plans every order whose order or task streams changed, and runs the plans.
@@ -491,7 +528,7 @@ actor BridgeEngine {
             guard let order = orders[id]?.state else { dirtyOrders[id] = nil; continue }
             var states: [String: TaskDecider.State] = [:]
             for taskID in tasksByOrder[id] ?? [] { states[taskID] = tasks[taskID]?.state }
-            let plan = TaskPlanner.plan(order: order, tasks: states)
+            let plan = configuration.scope.restrict(TaskPlanner.plan(order: order, tasks: states), order: order, tasks: states)
             let attempts = (dirtyOrders[id] ?? 0) + 1
             dirtyOrders[id] = nil
             do {

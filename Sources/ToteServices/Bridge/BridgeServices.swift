@@ -131,9 +131,10 @@ public final class BridgeServices: RPCService, Sendable {
             try await self.connect(requests, writer)
         })
         router.register(OperationsAPI.listStuckTasks, unary: { request, _ in
-            guard case .tasks(let tasks) = try await self.ask(.listStuck(request)) else { throw RPCError(.internal, "unexpected answer") }
+            guard case .tasks(let tasks, let next) = try await self.ask(.listStuck(request)) else { throw RPCError(.internal, "unexpected answer") }
             var response = Tote_V1_ListStuckTasksResponse()
             response.tasks = tasks
+            response.pageInfo.nextPageToken = next
             return response
         })
         router.register(OperationsAPI.retryTask, unary: { request, context in
@@ -185,12 +186,16 @@ public final class BridgeServices: RPCService, Sendable {
     /// engine's answers are written until it closes the stream.
     private func connect(_ requests: RequestStream<Tote_V1_ControllerMessage>, _ writer: ResponseWriter<Tote_V1_BridgeMessage>) async throws {
         let bridge = try activeEngine()
-        var iterator = requests.makeAsyncIterator()
-        guard let first = try await iterator.next() else { return }
+        guard let first = try await firstMessage(requests) else { return }
         guard case .hello(let hello)? = first.body else {
             throw RPCError(.invalidArgument, "the first message must be ControllerHello")
         }
         if let problem = ControllerSession.helloProblem(hello) { throw RPCError(.invalidArgument, problem) }
+        if !hello.warehouseID.isEmpty, !configuration.scope.serves(warehouse: hello.warehouseID) {
+            throw RPCError(.failedPrecondition, "controller \(hello.controllerID) is in warehouse '\(hello.warehouseID)', this is the bridge of warehouse '\(configuration.warehouseID)': connect to your warehouse's bridge")
+        }
+        // The rest of the call's messages (the stream's storage is shared: the hello is not seen again).
+        let iterator = requests.makeAsyncIterator()
         let (outgoing, out) = AsyncStream<BridgeOutgoing>.makeStream()
         let c = bridge.nextConnectionID()
         bridge.submit(.opened(c, hello, out))
@@ -219,6 +224,26 @@ public final class BridgeServices: RPCService, Sendable {
             }
         }
         throw RPCError(.unavailable, "bridge shutting down")
+    }
+}
+
+extension BridgeServices {
+    /// The call's first message, or nil if the controller half-closed without one; throws
+    /// DEADLINE_EXCEEDED if nothing arrived within the session configuration's `helloTimeoutMicros`.
+    func firstMessage(_ requests: RequestStream<Tote_V1_ControllerMessage>) async throws -> Tote_V1_ControllerMessage? {
+        let micros = configuration.session.helloTimeoutMicros
+        return try await withThrowingTaskGroup(of: Tote_V1_ControllerMessage?.self) { group in
+            group.addTask {
+                var iterator = requests.makeAsyncIterator()
+                return try await iterator.next()
+            }
+            group.addTask {
+                try await Task.sleep(for: .microseconds(micros))
+                throw RPCError(.deadlineExceeded, "no ControllerHello within \(micros / 1000) ms of opening the call")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
     }
 }
 
