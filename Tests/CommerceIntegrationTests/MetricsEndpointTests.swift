@@ -97,6 +97,8 @@ struct MetricsEndpointTests {
         #expect((sample(page, #"tote_rpc_duration_seconds_count{method="tote.v1.Inventory/ReceiveStock"}"#) ?? 0) >= 2)
         #expect((sample(page, "tote_eventstore_appended_events_total") ?? 0) >= 1)
         #expect(page.contains("tote_eventstore_append_duration_seconds_bucket"))
+        // The only bridge of every warehouse holds the lock; no station is connected.
+        #expect(sample(page, #"tote_bridge_active{warehouse="all"}"#) == 1)
 
         #expect(try await get("http://\(serve.metrics)/health").0 == 200)
         let (readyStatus, readyBody) = try await get("http://\(serve.metrics)/ready")

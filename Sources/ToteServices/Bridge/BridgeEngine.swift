@@ -1,6 +1,7 @@
 import EventStore
 import Foundation
 import Logging
+import Metrics
 import SwiftProtobuf
 import Synchronization
 import ToteAPI
@@ -35,6 +36,25 @@ public struct BridgeConfiguration: Sendable {
         self.tickInterval = tickInterval
         self.leadershipPollInterval = leadershipPollInterval
         self.stuckAfterMicros = stuckAfterMicros
+    }
+}
+
+/// The bridge's metrics, labelled with its warehouse ("all" for a bridge of every warehouse):
+/// `tote_bridge_active` (1 while it holds the warehouse's lock), `tote_bridge_controllers_online`,
+/// `tote_bridge_commands_in_flight` (sent, not acknowledged; updated every tick) and
+/// `tote_bridge_redeliveries_total`.
+struct BridgeMetrics: Sendable {
+    let active: Gauge
+    let controllersOnline: Gauge
+    let commandsInFlight: Gauge
+    let redeliveries: Counter
+
+    init(warehouseID: String) {
+        let dimensions = [("warehouse", warehouseID.isEmpty ? "all" : warehouseID)]
+        active = Gauge(label: "tote_bridge_active", dimensions: dimensions)
+        controllersOnline = Gauge(label: "tote_bridge_controllers_online", dimensions: dimensions)
+        commandsInFlight = Gauge(label: "tote_bridge_commands_in_flight", dimensions: dimensions)
+        redeliveries = Counter(label: "tote_bridge_redeliveries_total", dimensions: dimensions)
     }
 }
 
@@ -89,12 +109,14 @@ actor BridgeEngine {
     private var tasksByOrder: [String: Set<String>] = [:]
     private var dirtyOrders: [String: Int] = [:]
     private var stopping = false
+    private let metrics: BridgeMetrics
 
     init(runner: CommandRunner, configuration: BridgeConfiguration, clock: @escaping @Sendable () -> Int64, logger: Logger) {
         self.runner = runner
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
+        self.metrics = BridgeMetrics(warehouseID: configuration.warehouseID)
         (inputs, continuation) = AsyncStream<Input>.makeStream()
     }
 
@@ -180,6 +202,8 @@ actor BridgeEngine {
             for id in sessions.keys.sorted() { await feed(id, .tick) }
             await planDirtyOrders()
             await dispatchPending()
+            metrics.controllersOnline.record(sessions.values.filter(\.isOnline).count)
+            metrics.commandsInFlight.record(sessions.values.reduce(0) { $0 + $1.outbox.count })
         case .logged(let event):
             await follow(event)
             // A live event (not one read while catching up, when the index is still behind the
@@ -217,6 +241,7 @@ actor BridgeEngine {
         case .send(let c, let message):
             connections[c]?.out.yield(.message(message))
         case .redeliver(let c, let command):
+            metrics.redeliveries.increment()
             var message = Tote_V1_BridgeMessage()
             message.body = .command(command)
             connections[c]?.out.yield(.message(message))

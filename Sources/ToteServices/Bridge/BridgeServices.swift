@@ -2,6 +2,7 @@ import EventStore
 import Foundation
 import SwiftProtobuf
 import Logging
+import Metrics
 import Postgres
 import Synchronization
 import ToteAPI
@@ -53,13 +54,18 @@ public final class BridgeServices: RPCService, Sendable {
     /// controller stream is ended with UNAVAILABLE and the bridge goes back to standby.
     public func run() async throws {
         let key = Self.lockKey(warehouseID: configuration.warehouseID)
+        let active = BridgeMetrics(warehouseID: configuration.warehouseID).active
+        active.record(0)
+        defer { active.record(0) }
         while !Task.isCancelled {
             guard let lock = tryLock(key) else {
                 try await Task.sleep(for: configuration.leadershipPollInterval)
                 continue
             }
             logger.info("bridge is active", metadata: ["bridge": "\(configuration.bridgeID)", "warehouse": "\(configuration.warehouseID)"])
+            active.record(1)
             await lead(lock)
+            active.record(0)
             logger.info("bridge is no longer active", metadata: ["bridge": "\(configuration.bridgeID)"])
         }
     }
