@@ -317,3 +317,41 @@ final class ReadWriteLock: Sendable {
     func lockExclusive() { pthread_rwlock_wrlock(lock) }
     func unlockExclusive() { pthread_rwlock_unlock(lock) }
 }
+
+// MARK: Inspection
+
+extension Environment {
+    /// The names of the named databases in this environment (the keys of LMDB's main database),
+    /// in key order.
+    public func namedDatabaseNames() throws -> [String] {
+        // MAIN_DBI (1) is always open: the main database, whose keys name the named databases.
+        let main = Database(name: "", handle: 1)
+        return try read { txn in
+            var names: [String] = []
+            try txn.scan(main) { key, _ in
+                names.append(String(decoding: key, as: UTF8.self))
+                return true
+            }
+            return names
+        }
+    }
+
+    /// Every key and value of every named database, in one snapshot, keyed by database name
+    /// (like `mdb_dump -a`): for tests comparing two environments byte for byte.
+    public func dump() throws -> [String: [(key: [UInt8], value: [UInt8])]] {
+        let names = try namedDatabaseNames()
+        let handles = try names.map { name throws(LMDBError) in try database(name, create: false) }
+        return try read { txn in
+            var out: [String: [(key: [UInt8], value: [UInt8])]] = [:]
+            for database in handles {
+                var entries: [(key: [UInt8], value: [UInt8])] = []
+                try txn.scan(database) { key, value in
+                    entries.append((Array(key), Array(value)))
+                    return true
+                }
+                out[database.name] = entries
+            }
+            return out
+        }
+    }
+}

@@ -474,7 +474,14 @@ struct Project: AsyncParsableCommand {
     @Flag(help: "Rebuild every read model from the start of the log beside the live ones, switch, and exit.")
     var rebuild = false
 
+    @Option(help: "Events applied per LMDB write transaction (1...100000).")
+    var batchSize = 1000
+
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 100000, got \(batchSize)") }
+    }
 
     func run() async throws {
         logging.bootstrap()
@@ -485,9 +492,9 @@ struct Project: AsyncParsableCommand {
         let store = EventStore(pool: pool)
         let logger = Logger(label: "tote.projector")
         do {
-            let readSide = try ReadSide(folder: readModels, eventStore: store, logger: logger)
+            let readSide = try ReadSide(folder: readModels, eventStore: store, batchSize: batchSize, logger: logger)
             if rebuild {
-                let generation = try await readSide.rebuild(eventStore: store)
+                let generation = try await readSide.rebuild(eventStore: store, batchSize: batchSize)
                 FileHandle.standardOutput.write(Data("rebuilt read models: generation \(generation) is live\n".utf8))
             } else if let projector = readSide.projector {
                 FileHandle.standardOutput.write(Data("projecting into \(readModels)\n".utf8))

@@ -40,6 +40,25 @@ struct LMDBEnvironmentTests {
         #expect(try env.read { try $0.get(a, bytes("k1")) } == nil)
     }
 
+    @Test("namedDatabaseNames and dump list every named database with every entry, in key order")
+    func dumpEverything() throws {
+        let folder = TemporaryFolder()
+        let env = try Environment(path: folder.path, configuration: .init(noSync: true))
+        let b = try env.database("b"), a = try env.database("a")
+        _ = try env.database("empty")
+        try env.write { txn throws in
+            try txn.put(a, [2], [20])
+            try txn.put(a, [1], [10, 11])
+            try txn.put(b, bytes("x"), [])
+        }
+        #expect(try env.namedDatabaseNames() == ["a", "b", "empty"])
+        let dump = try env.dump()
+        #expect(dump.keys.sorted() == ["a", "b", "empty"])
+        #expect(dump["a"]!.map(\.key) == [[1], [2]] && dump["a"]!.map(\.value) == [[10, 11], [20]])
+        #expect(dump["b"]!.count == 1 && dump["b"]![0].value.isEmpty)
+        #expect(dump["empty"]!.isEmpty)
+    }
+
     @Test("a throwing closure aborts: nothing it wrote is visible")
     func abortOnThrow() throws {
         struct Boom: Error {}

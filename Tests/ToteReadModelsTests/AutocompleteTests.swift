@@ -127,6 +127,38 @@ struct AutocompleteTests {
         #expect(zip(top, top.dropFirst()).allSatisfy { $0.score >= $1.score })
     }
 
+    @Test("the top suggestions of short prefixes equal a brute-force ranking of every matching active entity")
+    func topSuggestionsEqualBruteForce() throws {
+        let store = GeneratedFixture.store
+        // Every active entity with its tokens, read straight from the entity records.
+        var entities: [(key: [UInt8], entity: AutocompleteEntity)] = []
+        try store.scan(AutocompleteLayout.entities, prefix: [], from: nil, reverse: false) { k, v in
+            if let e = AutocompleteEntity(bytes: v), e.active { entities.append((Array(k), e)) }
+            return true
+        }
+        var checked = 0
+        for prefix in ["c", "cl", "ka", "lo", "sm", "ur", "mo", "b", "zen", "nor", "st"] {
+            for limit: UInt32 in [1, 10, 50] {
+                let expected = entities
+                    .filter { $0.entity.tokens.contains { $0.hasPrefix(prefix) } }
+                    .map { (score: Double($0.entity.score) + 1, kind: $0.key[0], text: $0.entity.text, id: $0.entity.ref) }
+                    .sorted { a, b in
+                        if a.score != b.score { return a.score > b.score }
+                        if a.kind != b.kind { return a.kind < b.kind }
+                        if a.text != b.text { return a.text < b.text }
+                        return a.id < b.id
+                    }
+                    .prefix(Int(limit))
+                let got = try suggest(prefix, in: store, limit: limit)
+                #expect(got.map(\.id) == expected.map(\.id), "\(prefix) limit \(limit)")
+                #expect(got.map(\.score) == expected.map(\.score), "\(prefix) limit \(limit)")
+                #expect(got.map(\.text) == expected.map(\.text), "\(prefix) limit \(limit)")
+                checked += got.count
+            }
+        }
+        #expect(checked > 300)
+    }
+
     @Test func replayIsDeterministic() throws {
         let a = try MemoryStore.projecting(Self.events)
         let b = try MemoryStore.projecting(Self.events)

@@ -42,25 +42,68 @@ public enum Autocomplete {
         var found = try candidates(reader, tokens, wide: false, kinds: kinds)
         if found.isEmpty { found = try candidates(reader, tokens, wide: true, kinds: kinds) }
 
-        var ranked: [(Tote_V1_Suggestion, UInt8)] = []
+        // Keep the best `limit` while reading: a candidate's score comes from the first bytes of its
+        // record, and its text and id are decoded only when it can enter the kept list (most
+        // candidates of a short prefix cannot). Same order as sorting every candidate.
+        var best: [Ranked] = []
+        best.reserveCapacity(limit + 1)
         for (key, fuzzy) in found {
-            guard let e = try AutocompleteProjection.entity(key, reader), e.active else { continue }
+            let kind = key[0]
+            let header: (score: Double, active: Bool)? = try reader.withValue(AutocompleteLayout.entities, key) { b in
+                guard b.count >= 15 else { return nil }
+                return ((Double(CatalogLayout.readU64(b, at: 0)) + 1) * (fuzzy ? 0.5 : 1), b[12] != 0)
+            } ?? nil
+            guard let header, header.active else { continue }
+            if best.count == limit, let last = best.last, header.score < last.score || (header.score == last.score && kind > last.kind) { continue }
+            guard let candidate = try reader.withValue(AutocompleteLayout.entities, key, { Ranked(bytes: $0, score: header.score, kind: kind, fuzzy: fuzzy) }) ?? nil else { continue }
+            let at = best.firstIndex { candidate.precedes($0) } ?? best.count
+            if at < limit {
+                best.insert(candidate, at: at)
+                if best.count > limit { best.removeLast() }
+            }
+        }
+        response.suggestions = best.map { r in
             var s = Tote_V1_Suggestion()
-            s.kind = Tote_V1_SuggestionKind(rawValue: Int(key[0])) ?? .unspecified
-            s.text = e.text
-            s.id = e.ref
-            s.fuzzy = fuzzy
-            s.score = (Double(e.score) + 1) * (fuzzy ? 0.5 : 1)
-            ranked.append((s, key[0]))
+            s.kind = Tote_V1_SuggestionKind(rawValue: Int(r.kind)) ?? .unspecified
+            s.text = r.text
+            s.id = r.ref
+            s.fuzzy = r.fuzzy
+            s.score = r.score
+            return s
         }
-        ranked.sort { a, b in
-            if a.0.score != b.0.score { return a.0.score > b.0.score }
-            if a.1 != b.1 { return a.1 < b.1 }
-            if a.0.text != b.0.text { return a.0.text < b.0.text }
-            return a.0.id < b.0.id
-        }
-        response.suggestions = ranked.prefix(limit).map(\.0)
         return response
+    }
+
+    /// A candidate suggestion: what ranks it (score, kind, text, id) and its fuzzy flag.
+    private struct Ranked {
+        var score: Double
+        var kind: UInt8
+        var text: String
+        var ref: String
+        var fuzzy: Bool
+
+        /// Decodes text and id from an entity record (see ``AutocompleteEntity/bytes``), skipping its tokens.
+        init?(bytes b: UnsafeRawBufferPointer, score: Double, kind: UInt8, fuzzy: Bool) {
+            guard b.count >= 15 else { return nil }
+            var i = 13
+            let tn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
+            guard i + tn + 2 <= b.count else { return nil }
+            text = String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<(i + tn)]), as: UTF8.self); i += tn
+            let rn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
+            guard i + rn <= b.count else { return nil }
+            ref = String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<(i + rn)]), as: UTF8.self)
+            self.score = score
+            self.kind = kind
+            self.fuzzy = fuzzy
+        }
+
+        /// Higher score first, then kind, text and id ascending.
+        func precedes(_ other: Ranked) -> Bool {
+            if score != other.score { return score > other.score }
+            if kind != other.kind { return kind < other.kind }
+            if text != other.text { return text < other.text }
+            return ref < other.ref
+        }
     }
 
     /// Entity keys matching every token, each with whether any token matched only fuzzily.
