@@ -20,6 +20,7 @@ public final class EventStore: Sendable {
 
     public let pool: PostgresPool
     let notifier: AppendNotifier
+    let metrics = AppendMetrics()
 
     public init(pool: PostgresPool, pollInterval: Duration = .milliseconds(250)) {
         self.pool = pool
@@ -432,10 +433,14 @@ public final class EventStore: Sendable {
 
     // MARK: Metrics
 
-    private static let appendDuration = Metrics.Timer(label: "tote_eventstore_append_duration_seconds")
-    private static let appendedEvents = Counter(label: "tote_eventstore_appended_events_total")
-    private static let appendConflicts = Counter(label: "tote_eventstore_append_conflicts_total")
-    private static let appendFailures = Counter(label: "tote_eventstore_append_failures_total")
+    /// The append metrics, made with the store (so after the process bootstrapped its metrics
+    /// backend, whatever touched the event store before).
+    struct AppendMetrics: Sendable {
+        let duration = Metrics.Timer(label: "tote_eventstore_append_duration_seconds")
+        let events = Counter(label: "tote_eventstore_appended_events_total")
+        let conflicts = Counter(label: "tote_eventstore_append_conflicts_total")
+        let failures = Counter(label: "tote_eventstore_append_failures_total")
+    }
 
     /// Runs one append, reporting its duration, its events when it succeeds, and conflicts
     /// (wrong expected version) and other failures.
@@ -443,14 +448,14 @@ public final class EventStore: Sendable {
         let started = DispatchTime.now()
         do {
             let result = try await body()
-            Self.appendDuration.recordInterval(since: started)
-            Self.appendedEvents.increment(by: Int64(events))
+            metrics.duration.recordInterval(since: started)
+            metrics.events.increment(by: Int64(events))
             return result
         } catch let error as EventStoreError where error.code == .wrongExpectedVersion {
-            Self.appendConflicts.increment()
+            metrics.conflicts.increment()
             throw error
         } catch {
-            Self.appendFailures.increment()
+            metrics.failures.increment()
             throw error
         }
     }

@@ -178,7 +178,21 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "The controller simulator (default: tools/controller/build/tote-controller-sim under the working directory, if built).")
     var controllerSim: String?
 
+    @Option(help: "Products of the demo catalog loaded on the first start (0: none).")
+    var demoProducts = 3000
+
+    @Option(help: "Simulated shoppers placing this many orders per second (browse, cart, checkout, pay; some declined or abandoned).")
+    var traffic: Double = 0
+
+    @Option(help: "Serve Prometheus metrics and probes (/metrics, /health, /ready) over HTTP on HOST:PORT.")
+    var metricsListen: HostAndPort = HostAndPort(argument: "127.0.0.1:7702")!
+
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard demoProducts >= 0 && demoProducts <= 200_000 else { throw ValidationError("--demo-products must be between 0 and 200000, got \(demoProducts)") }
+        guard traffic >= 0 && traffic <= 1000 else { throw ValidationError("--traffic must be between 0 and 1000 orders per second, got \(traffic)") }
+    }
 
     /// Writes a line to standard output at once (also when it is a file or a pipe).
     private func say(_ text: String) {
@@ -189,6 +203,7 @@ struct Dev: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
+        _ = ToteMetrics.registry  // before anything makes a metric (the demo loader appends)
         let directory = URL(fileURLWithPath: folder).standardizedFileURL.appendingPathComponent("postgres")
         if reset {
             // A cluster left running by an earlier run is stopped before its files go.
@@ -205,21 +220,65 @@ struct Dev: AsyncParsableCommand {
         let keys = ProcessInfo.processInfo.environment["TOTE_API_KEYS"] ?? Self.developmentKeys
         let keyring = try APIKeyring(parsing: keys)
         let readModels = URL(fileURLWithPath: folder).standardizedFileURL.appendingPathComponent("readmodels").path
+        try await loadDemoCatalog(database: cluster.connectionString(database: "tote"))
         let stations = DevControllers()
         defer {
             let (terminated, killed) = stations.stop()
             if terminated + killed > 0 { say("dev: stopped the simulated stations: \(terminated) after SIGTERM, \(killed) killed") }
         }
-        try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote"), readModels: readModels).run { address in
+        let shoppers = Mutex<Task<Void, Never>?>(nil)
+        defer { shoppers.withLock { $0?.cancel() } }
+        try await ServerRun(listen: listen, keyring: keyring, database: cluster.connectionString(database: "tote"), readModels: readModels, metricsListen: metricsListen).run { address in
             startControllers(stations, address: address, keys: keys)
+            let storefrontKey = Self.key(of: "storefront", in: keys) ?? ""
+            let operatorKey = Self.key(of: "operator", in: keys) ?? ""
             say("""
                 dev: Tote is running on \(address) (PostgreSQL: \(cluster.connectionString(database: "tote")))
                 dev: API keys\(ProcessInfo.processInfo.environment["TOTE_API_KEYS"] == nil ? " (development)" : ""): \(keys)
-                dev: try   tote health --server \(address) --api-key dev-storefront-key-0001
+                dev: try   tote health --server \(address) --api-key \(storefrontKey)
+                dev:       tote admin orders --state packed --server \(address) --api-key \(operatorKey)
+                dev:       tote admin task stuck --server \(address) --api-key \(operatorKey)
                 dev:       psql "\(cluster.connectionString(database: "tote"))" -c 'SELECT type, count(*) FROM events GROUP BY 1'
+                dev: metrics and probes: /metrics, /health and /ready on the metrics address printed above
                 dev: Ctrl-C stops the server and PostgreSQL.
                 """)
+            if traffic > 0, let host = HostAndPort(argument: address) {
+                say("dev: simulated shoppers: \(traffic) orders/s")
+                let shopping = DevTraffic(host: host.host == "0.0.0.0" ? "127.0.0.1" : host.host, port: host.port, apiKey: storefrontKey, ordersPerSecond: traffic, demoProducts: max(demoProducts, 1))
+                shoppers.withLock {
+                    $0 = Task {
+                        do { try await shopping.run() } catch { say("dev: the simulated shoppers stopped: \(error)") }
+                    }
+                }
+            }
         }
+    }
+
+    /// The key of `role` in a `role:key,…` list.
+    static func key(of role: String, in keys: String) -> String? {
+        keys.split(separator: ",").compactMap { entry -> String? in
+            let parts = entry.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return parts.count == 2 && parts[0] == role ? parts[1] : nil
+        }.first
+    }
+
+    /// Loads the demo catalog into a fresh log (``DevDemo``), with stock at the demo store's locations.
+    private func loadDemoCatalog(database: String) async throws {
+        guard demoProducts > 0 else { return }
+        let pool = PostgresPool(configuration: .init(connectionString: database, size: 2, applicationName: "tote-dev-demo"))
+        let store = EventStore(pool: pool)
+        do {
+            try await store.migrate()
+            let started = ContinuousClock.now
+            let written = try await DevDemo.loadIfNeeded(into: store, products: demoProducts, locations: StoreSettings.demo.locations) { say($0) }
+            if written > 0 { say("dev: loaded the demo catalog: \(demoProducts) products, \(written) events in \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))") }
+        } catch {
+            await store.shutdown()
+            try? await pool.shutdown()
+            throw error
+        }
+        await store.shutdown()
+        try await pool.shutdown()
     }
 
     /// Starts the simulated stations (DevControllers) once the server listens; says why not if it cannot.
@@ -227,10 +286,7 @@ struct Dev: AsyncParsableCommand {
         guard controllers.picks + controllers.packs > 0 else { return }
         let (simulator, problem) = DevControllers.locateSimulator(controllerSim)
         guard let simulator else { return say("dev: \(problem ?? "no controller simulator"); running without simulated controllers") }
-        let controllerKey = keys.split(separator: ",").compactMap { entry -> String? in
-            let parts = entry.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            return parts.count == 2 && parts[0] == "controller" ? parts[1] : nil
-        }.first
+        let controllerKey = Self.key(of: "controller", in: keys)
         guard let controllerKey else { return say("dev: no controller key in the API keys; running without simulated controllers") }
         let host = HostAndPort(argument: address) ?? listen
         let connectHost = host.host == "0.0.0.0" ? "127.0.0.1" : host.host == "::" ? "::1" : host.host
@@ -477,6 +533,9 @@ struct Project: AsyncParsableCommand {
     @Option(help: "Events applied per LMDB write transaction (1...100000).")
     var batchSize = 1000
 
+    @Option(help: "Serve Prometheus metrics (projector lag) and probes (/metrics, /health, /ready) over HTTP on HOST:PORT.")
+    var metricsListen: HostAndPort?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -488,6 +547,7 @@ struct Project: AsyncParsableCommand {
         guard let connectionString = database ?? ProcessInfo.processInfo.environment["TOTE_DATABASE_URL"] else {
             throw ValidationError("no database: pass --database or set TOTE_DATABASE_URL")
         }
+        let registry = metricsListen.map { _ in ToteMetrics.registry }
         let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 2, applicationName: "tote-project"))
         let store = EventStore(pool: pool)
         let logger = Logger(label: "tote.projector")
@@ -498,9 +558,16 @@ struct Project: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data("rebuilt read models: generation \(generation) is live\n".utf8))
             } else if let projector = readSide.projector {
                 FileHandle.standardOutput.write(Data("projecting into \(readModels)\n".utf8))
-                let group = ServiceGroup(configuration: .init(
-                    services: [.init(service: BackgroundProcess(name: "projector") { try await projector.run() }, successTerminationBehavior: .gracefullyShutdownGroup)],
-                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                    .init(service: BackgroundProcess(name: "projector") { try await projector.run() }, successTerminationBehavior: .gracefullyShutdownGroup),
+                ]
+                if let registry, let metricsListen {
+                    services.append(.init(service: MetricsEndpoint(listen: metricsListen, registry: registry, readiness: { (true, "") }) { address in
+                        FileHandle.standardOutput.write(Data("metrics on http://\(address)/metrics\n".utf8))
+                    }))
+                    services.append(.init(service: MetricsSampler(store: store, projector: projector), successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
+                }
+                let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()
             }
         } catch {
@@ -527,6 +594,9 @@ struct Query: AsyncParsableCommand {
     @Option(help: "File of API keys (see tote serve). Default: TOTE_API_KEYS.")
     var apiKeysFile: String?
 
+    @Option(help: "Serve Prometheus metrics (requests by method and status, latencies) and probes (/metrics, /health, /ready) over HTTP on HOST:PORT.")
+    var metricsListen: HostAndPort?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -534,6 +604,7 @@ struct Query: AsyncParsableCommand {
         let text = try apiKeysFile.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ProcessInfo.processInfo.environment["TOTE_API_KEYS"]
         guard let text else { throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS") }
         let keyring = try APIKeyring(parsing: text)
+        let registry = metricsListen.map { _ in ToteMetrics.registry }
         let readSide = try ReadSide(folder: readModels, eventStore: nil)
         var router = RPCRouter()
         readSide.queryService.register(into: &router)
@@ -543,12 +614,18 @@ struct Query: AsyncParsableCommand {
         let server = RPCServer(configuration: .init(host: listen.host, port: listen.port), router: router, keyring: keyring, logger: logger)
         let address = try await server.start()
         FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? listen.host):\(address.port ?? listen.port)\n".utf8))
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)]
+        let serving = Mutex(true)
+        if let registry, let metricsListen {
+            services.append(.init(service: MetricsEndpoint(listen: metricsListen, registry: registry, readiness: { serving.withLock { $0 } ? (true, "") : (false, "shutting down") }) { address in
+                FileHandle.standardOutput.write(Data("metrics on http://\(address)/metrics\n".utf8))
+            }))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await withGracefulShutdownHandler {
             try await group.run()
         } onGracefulShutdown: {
+            serving.withLock { $0 = false }
             health.markAllNotServing()
         }
     }

@@ -36,7 +36,8 @@ struct DevRunTests {
         let output = base.appendingPathComponent("stdout.log").path
         let postgresPort = Int.random(in: 20_000...29_999)  // names the unix socket inside the folder only
         let pid = try spawnClean(tote, ["dev", "--folder", folder.path, "--listen", "127.0.0.1:0", "--postgres-port", "\(postgresPort)",
-                                        "--controllers", "1,1", "--controller-sim", simulator], output: output)
+                                        "--controllers", "1,1", "--controller-sim", simulator,
+                                        "--metrics-listen", "127.0.0.1:0", "--demo-products", "200", "--traffic", "2"], output: output)
         var exited = false
         defer {
             if !exited { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
@@ -65,6 +66,30 @@ struct DevRunTests {
         try await eventually(timeout: .seconds(120), "order \(orderID) PACKED by the simulated stations") {
             try await getOrder(shopper, orderID).state == .packed
         }
+
+        // The demo catalog was loaded, and the simulated shoppers buy from it.
+        let started = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(started.contains("dev: loaded the demo catalog: 200 products"), "\(started.prefix(1500))")
+        let metrics = try #require(started.split(separator: "\n").first { $0.hasPrefix("metrics on http://") }.map { String($0.dropFirst("metrics on ".count)) })
+        var page = ""
+        try await eventually(timeout: .seconds(120), "simulated shoppers' orders to show in /metrics") {
+            page = try await httpGet(metrics).1
+            return (sample(page, #"tote_rpc_requests_total{method="tote.v1.Checkout/PlaceOrder",code="OK"}"#) ?? 0) >= 3
+        }
+        #expect(sample(page, #"tote_bridge_controllers_online{warehouse="all"}"#) == 2)
+        #expect((sample(page, #"tote_rpc_requests_total{method="tote.v1.Query/SearchCatalog",code="OK"}"#) ?? 0) >= 1)
+        #expect((sample(page, "tote_eventstore_appended_events_total") ?? 0) >= 10)
+
+        // The operator CLI against tote dev: the packed order's history, and a cancellation by hand
+        // recorded with the operator and the reason.
+        let server = ["--server", "127.0.0.1:\(port)", "--api-key", "dev-operator-key-00001"]
+        let shown = try await runTote(["admin", "order", "show", orderID] + server)
+        #expect(shown.status == 0 && shown.stdout.contains("OrderPacked") && shown.stdout.contains("PACKED"), "\(shown.stdout) \(shown.stderr)")
+        let unpaid = try await placeOrder(shopper, checkoutID: try await readyCheckout(shopper, lines: ["DEV-TEE-M": 1]))
+        let cancelled = try await runTote(["admin", "order", "cancel", unpaid.orderID, "--reason", "test cancellation", "--operator-id", "ops-1"] + server)
+        #expect(cancelled.status == 0, "\(cancelled.stderr)")
+        let history = try await getOrder(shopper, unpaid.orderID).timeline
+        #expect(history.contains { $0.eventType == "OrderCancelled" && $0.actor.id == "ops-1" && $0.reason == "test cancellation" })
         await shopper.close()
 
         // SIGTERM: tote stops its stations, the server and PostgreSQL, and exits 0.

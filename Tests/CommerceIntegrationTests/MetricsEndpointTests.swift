@@ -57,13 +57,13 @@ private final class ServeProcess: Sendable {
 }
 
 /// `GET url`: the status and the body.
-private func get(_ url: String) async throws -> (Int, String) {
+func httpGet(_ url: String) async throws -> (Int, String) {
     let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
 }
 
 /// The value of the sample `series` (name and labels exactly as printed) in a Prometheus page.
-private func sample(_ page: String, _ series: String) -> Double? {
+func sample(_ page: String, _ series: String) -> Double? {
     page.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
 }
 
@@ -89,7 +89,7 @@ struct MetricsEndpointTests {
         _ = try await client.unary(Health.check, Tote_V1_HealthCheckRequest(), options: CallOptions(timeout: .seconds(5)))
         await client.close()
 
-        let (status, page) = try await get("http://\(serve.metrics)/metrics")
+        let (status, page) = try await httpGet("http://\(serve.metrics)/metrics")
         #expect(status == 200)
         #expect((sample(page, #"tote_rpc_requests_total{method="tote.v1.Inventory/ReceiveStock",code="OK"}"#) ?? 0) >= 1, "\(page.prefix(2000))")
         #expect((sample(page, #"tote_rpc_requests_total{method="tote.v1.Inventory/ReceiveStock",code="INVALID_ARGUMENT"}"#) ?? 0) >= 1)
@@ -100,10 +100,10 @@ struct MetricsEndpointTests {
         // The only bridge of every warehouse holds the lock; no station is connected.
         #expect(sample(page, #"tote_bridge_active{warehouse="all"}"#) == 1)
 
-        #expect(try await get("http://\(serve.metrics)/health").0 == 200)
-        let (readyStatus, readyBody) = try await get("http://\(serve.metrics)/ready")
+        #expect(try await httpGet("http://\(serve.metrics)/health").0 == 200)
+        let (readyStatus, readyBody) = try await httpGet("http://\(serve.metrics)/ready")
         #expect(readyStatus == 200, "\(readyBody)")
-        #expect(try await get("http://\(serve.metrics)/nothing").0 == 404)
+        #expect(try await httpGet("http://\(serve.metrics)/nothing").0 == 404)
 
         #expect(await serve.stop() == 0)
     }

@@ -41,10 +41,16 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// the same events, byte for byte. Used by tests, benchmarks and `tote dev`.
 public struct CatalogGenerator: Sendable {
     public let seed: UInt64
-    /// Stock locations.
+    /// Stock locations by default.
     public static let locations = ["main", "store"]
+    /// The stock locations of this generator's catalog (stock at each with probability 0.6;
+    /// generated orders reserve at the first).
+    public let stockLocations: [String]
 
-    public init(seed: UInt64) { self.seed = seed }
+    public init(seed: UInt64, locations: [String] = CatalogGenerator.locations) {
+        self.seed = seed
+        self.stockLocations = locations.isEmpty ? Self.locations : locations
+    }
 
     /// A category of the generated tree.
     public struct GeneratedCategory: Sendable, Hashable {
@@ -320,7 +326,7 @@ public struct CatalogGenerator: Sendable {
             }
             // Stock: each SKU at each location with probability 0.6, quantities skewed small.
             for sku in skus {
-                for location in Self.locations where rng.next() % 10 < 6 {
+                for location in stockLocations where rng.next() % 10 < 6 {
                     var received = Tote_V1_StockReceived()
                     received.key.sku = sku
                     received.key.locationID = location
@@ -356,7 +362,7 @@ public struct CatalogGenerator: Sendable {
                 line.productID = productIDs[p]
                 line.sku = productSkus[p][Int(rng.next() % UInt64(productSkus[p].count))]
                 line.quantity = 1 + UInt32(rng.next() % 3)
-                line.locationID = Self.locations[0]
+                line.locationID = stockLocations[0]
                 placed.lines.append(line)
             }
             placed.placedAt = ts()
