@@ -5,6 +5,10 @@
 // the same run, and catch-up read throughput.
 // CommerceBench — PlaceOrder (3 lines) over the wire against a command node, with the event
 // store's append benchmark in the same run for the ratio, and add-to-cart latency.
+// ReadSideBench — the read side on a 100,000-product catalog: point reads against redis, facets
+// against PostgreSQL GROUP BY, projection catch-up, live lag (run-readside.sh).
+// BridgeBench — the automation bridge: OrderPaid → first pick command at one of 100 simulated
+// controllers, and tasks completed per second, under a steady order flow.
 //
 // Kept out of the root package so that grpc-swift-2 (and swift-nio-ssl/BoringSSL, which its NIO
 // transport pulls in) never lands in the main build. See README.md, run.sh and run-eventstore.sh
@@ -72,6 +76,38 @@ let package = Package(
                 .product(name: "ToteRPC", package: "tote"),
                 .product(name: "ToteDomain", package: "tote"),
                 .product(name: "ToteCommands", package: "tote"),
+                .product(name: "ToteServices", package: "tote"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "BridgeBench",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "EventStore", package: "tote"),
+                .product(name: "Postgres", package: "tote"),
+                .product(name: "LocalPostgres", package: "tote"),
+                .product(name: "ToteAPI", package: "tote"),
+                .product(name: "ToteRPC", package: "tote"),
+                .product(name: "ToteDomain", package: "tote"),
+                .product(name: "ToteCommands", package: "tote"),
+                .product(name: "ToteServices", package: "tote"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ReadSideBench",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "EventStore", package: "tote"),
+                .product(name: "Postgres", package: "tote"),
+                .product(name: "LocalPostgres", package: "tote"),
+                .product(name: "ToteAPI", package: "tote"),
+                .product(name: "ToteRPC", package: "tote"),
+                .product(name: "ToteReadModels", package: "tote"),
+                .product(name: "LMDB", package: "tote"),
                 .product(name: "ToteServices", package: "tote"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,169 @@
+import BenchSupport
+import Foundation
+import LocalPostgres
+import Postgres
+import ToteAPI
+import ToteReadModels
+import ToteRPC
+import ToteServices
+
+/// The facet query — a category with its descendants, two attribute filters, disjunctive counts
+/// for both attributes, the total and the first page — on Tote (over the wire, one caller) and on
+/// PostgreSQL (the same data in indexed tables, one GROUP BY statement, one connection).
+enum Facets {
+    struct Result {
+        var tote: LatencyHistogram
+        var toteInProcess: LatencyHistogram
+        var postgres: LatencyHistogram
+        var calls: Int
+        var products: Int
+
+        var row: String {
+            let ratio = Double(postgres.value(atPercentile: 50)) / Double(tote.value(atPercentile: 50))
+            let p99 = Double(tote.value(atPercentile: 99)) / 1e6
+            return "| facet query, \(products) products, 1 caller (\(calls) calls, PostgreSQL \(postgres.count); in-process p50 \(ms(toteInProcess, 50)) / p99 \(ms(toteInProcess, 99)) ms) | p50 \(ms(tote, 50)) / p99 \(ms(tote, 99)) ms | PostgreSQL p50 \(ms(postgres, 50)) / p99 \(ms(postgres, 99)) ms | \(formatFixed(ratio, 1))× (p50) | ≥ 20× and p99 < 1 ms: \(ratio >= 20 && p99 < 1 ? "met" : "missed") |"
+        }
+    }
+
+    /// Roots of the generated tree and one material each (CatalogGenerator's tables).
+    static let roots: [(slug: String, material: String)] = [
+        ("clothing", "cotton"), ("shoes", "leather"), ("electronics", "aluminium"), ("home", "oak"),
+        ("sports", "rubber"), ("beauty", "organic"), ("toys", "wood"), ("garden", "steel"),
+    ]
+    static let colours = ["black", "white", "blue", "red", "grey", "green", "navy", "beige", "pink", "yellow", "brown", "purple"]
+
+    struct Case {
+        var category: String
+        var colours: [String]
+        var materials: [String]
+    }
+
+    /// 16 queries: each root and its "women" group, two colours and one material.
+    static var cases: [Case] {
+        var out: [Case] = []
+        for (i, root) in roots.enumerated() {
+            out.append(Case(category: root.slug, colours: [colours[i % 12], colours[(i + 2) % 12]], materials: [root.material]))
+            out.append(Case(category: root.slug + "-women", colours: [colours[(i + 1) % 12], colours[(i + 5) % 12]], materials: [root.material]))
+        }
+        return out
+    }
+
+    static func request(_ c: Case) -> Tote_V1_SearchCatalogRequest {
+        var r = Tote_V1_SearchCatalogRequest()
+        r.categorySlug = c.category
+        r.currency = "EUR"
+        for (attribute, values) in [("colour", c.colours), ("material", c.materials)] {
+            var f = Tote_V1_AttributeFilter()
+            f.attribute = attribute
+            f.values = values.map { var v = Tote_V1_AttributeValue(); v.stringValue = $0; return v }
+            r.filters.append(f)
+        }
+        r.facetAttributes = ["colour", "material"]
+        r.maxFacetValues = 50
+        return r
+    }
+
+    static let sql = """
+        WITH base AS (SELECT product_id FROM product_category WHERE category = $1),
+        a AS (SELECT product_id FROM product_attribute WHERE attribute = 'colour' AND value = ANY($2)),
+        b AS (SELECT product_id FROM product_attribute WHERE attribute = 'material' AND value = ANY($3)),
+        hits AS (SELECT product_id FROM base WHERE product_id IN (SELECT product_id FROM a) AND product_id IN (SELECT product_id FROM b))
+        SELECT 'total' AS facet, NULL AS value, count(*) AS n FROM hits
+        UNION ALL SELECT 'page', product_id::text, 0 FROM (SELECT product_id FROM hits ORDER BY product_id LIMIT 20) page
+        UNION ALL (SELECT 'colour', pa.value, count(*) FROM base JOIN product_attribute pa ON pa.product_id = base.product_id AND pa.attribute = 'colour'
+                   WHERE base.product_id IN (SELECT product_id FROM b) GROUP BY pa.value)
+        UNION ALL (SELECT 'material', pa.value, count(*) FROM base JOIN product_attribute pa ON pa.product_id = base.product_id AND pa.attribute = 'material'
+                   WHERE base.product_id IN (SELECT product_id FROM a) GROUP BY pa.value)
+        """
+
+    static let schema = """
+        CREATE TABLE product_category (category text NOT NULL, product_id int NOT NULL, PRIMARY KEY (category, product_id));
+        CREATE TABLE product_attribute (product_id int NOT NULL, attribute text NOT NULL, value text NOT NULL, PRIMARY KEY (product_id, attribute, value));
+        CREATE INDEX product_attribute_value ON product_attribute (attribute, value, product_id);
+        """
+
+    static func run(options: ReadSideBench.Options, readSide: ReadSide, connection: ClientConnection, cluster: LocalPostgresCluster) async throws -> Result {
+        // The same data in PostgreSQL: category memberships (with ancestors) and facet values of
+        // every published product, read from the catalog's posting lists.
+        var categories: [(String, Int32)] = []
+        var attributes: [(Int32, String, String)] = []
+        try readSide.directory.read { reader in
+            try reader.scan(CatalogLayout.postings, prefix: [UInt8(ascii: "c")], from: nil, reverse: false) { key, value in
+                let body = Array(key.dropFirst().dropLast(2))
+                let parts = body.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+                var ids: [Int32] = []
+                for i in stride(from: 0, to: value.count, by: 4) { ids.append(Int32(bitPattern: value.loadUnaligned(fromByteOffset: i, as: UInt32.self).littleEndian)) }
+                if parts.count == 2, parts[1].isEmpty {
+                    for id in ids { categories.append((parts[0], id)) }
+                } else if parts.count == 3, parts[0].isEmpty {
+                    for id in ids { attributes.append((id, parts[1], parts[2])) }
+                }
+                return true
+            }
+        }
+        let pg = try PostgresConnection.connect(cluster.connectionString(database: "facets"))
+        try pg.executeScript(schema)
+        let loadStart = monotonicNanoseconds()
+        for chunk in stride(from: 0, to: categories.count, by: 50_000) {
+            let rows = categories[chunk..<min(chunk + 50_000, categories.count)]
+            _ = try pg.execute("INSERT INTO product_category SELECT * FROM unnest($1::text[], $2::int[])", [.textArray(rows.map(\.0)), .int32Array(rows.map(\.1))])
+        }
+        for chunk in stride(from: 0, to: attributes.count, by: 50_000) {
+            let rows = attributes[chunk..<min(chunk + 50_000, attributes.count)]
+            _ = try pg.execute("INSERT INTO product_attribute SELECT * FROM unnest($1::int[], $2::text[], $3::text[])", [.int32Array(rows.map(\.0)), .textArray(rows.map(\.1)), .textArray(rows.map(\.2))])
+        }
+        _ = try pg.execute("VACUUM ANALYZE product_category")
+        _ = try pg.execute("VACUUM ANALYZE product_attribute")
+        print("facets: PostgreSQL tables loaded in \(formatFixed(Double(monotonicNanoseconds() - loadStart) / 1e9, 1)) s: \(categories.count) product_category rows, \(attributes.count) product_attribute rows")
+        print("facets: PostgreSQL schema:\n\(schema)\nfacets: PostgreSQL query ($1 category, $2 colours, $3 materials, values as stored: s<text>):\n\(sql)")
+
+        let cases = Self.cases
+        func pgQuery(_ c: Case) throws -> (total: UInt64, counts: [String: UInt64]) {
+            let result = try pg.execute(sql, [.text(c.category), .textArray(c.colours.map { "s" + $0 }), .textArray(c.materials.map { "s" + $0 })])
+            var total: UInt64 = 0
+            var counts: [String: UInt64] = [:]
+            for row in 0..<result.rowCount {
+                let facet = try result.string(row, 0)
+                let n = UInt64(try result.int64(row, 2))
+                if facet == "total" { total = n } else if facet != "page" { counts[facet + "=" + (try result.string(row, 1)).dropFirst()] = n }
+            }
+            return (total, counts)
+        }
+        // The two agree on every case (totals and every facet count).
+        for c in cases {
+            let tote = try await connection.unary(QueryAPI.searchCatalog, request(c))
+            let pgAnswer = try pgQuery(c)
+            var counts: [String: UInt64] = [:]
+            for facet in tote.facets {
+                for value in facet.values where value.count > 0 { counts[facet.attribute + "=" + value.value.stringValue] = value.count }
+            }
+            guard tote.totalCount == pgAnswer.total, counts == pgAnswer.counts else {
+                throw BenchError("Tote and PostgreSQL disagree on \(c): Tote \(tote.totalCount) \(counts.sorted { $0.key < $1.key }), PostgreSQL \(pgAnswer.total) \(pgAnswer.counts.sorted { $0.key < $1.key })")
+            }
+        }
+        let sample = try await connection.unary(QueryAPI.searchCatalog, request(cases[0]))
+        print("facets: checked \(cases.count) queries, Tote's totals and facet counts = PostgreSQL's; e.g. \(cases[0].category) colour \(cases[0].colours) material \(cases[0].materials): \(sample.totalCount) products")
+
+        // Each side: a warm-up pass over the 16 queries, then up to `facetCalls` calls or 10 s.
+        let requests = cases.map(request)
+        let limit: UInt64 = 10_000_000_000
+        func measure(_ call: (Int) async throws -> Void) async throws -> LatencyHistogram {
+            for i in 0..<requests.count { try await call(i) }
+            var histogram = LatencyHistogram()
+            let started = monotonicNanoseconds()
+            for i in 0..<options.facetCalls where monotonicNanoseconds() - started < limit {
+                let start = monotonicNanoseconds()
+                try await call(i % requests.count)
+                histogram.record(monotonicNanoseconds() - start)
+            }
+            return histogram
+        }
+        let tote = try await measure { i in _ = try await connection.unary(QueryAPI.searchCatalog, requests[i]) }
+        let toteInProcess = try await measure { i in _ = try readSide.directory.read { reader in try CatalogQuery.searchEncoded(reader, request: requests[i]) } }
+        let postgres = try await measure { i in _ = try pgQuery(cases[i]) }
+        let calls = Int(tote.count)
+        print("facets: calls measured: Tote \(tote.count), in-process \(toteInProcess.count), PostgreSQL \(postgres.count) (each up to \(options.facetCalls) or 10 s)")
+        print("facets: Tote over the wire p50 \(ms(tote, 50)) ms, p99 \(ms(tote, 99)) ms; in-process p50 \(ms(toteInProcess, 50)) ms, p99 \(ms(toteInProcess, 99)) ms; PostgreSQL p50 \(ms(postgres, 50)) ms, p99 \(ms(postgres, 99)) ms")
+        return Result(tote: tote, toteInProcess: toteInProcess, postgres: postgres, calls: calls, products: options.products)
+    }
+}

@@ -1,0 +1,202 @@
+import BenchSupport
+import EventStore
+import Foundation
+import Glibc
+import LocalPostgres
+import Logging
+import Postgres
+import ToteAPI
+import ToteReadModels
+import ToteRPC
+import ToteServices
+
+/// ReadSideBench: the read side on a generated 100,000-product catalog, each figure against its
+/// peer in the same run (see benchmarks/README.md and run-readside.sh):
+///
+/// 1. projection catch-up from position zero over the real event log in PostgreSQL (events/s);
+/// 2. order-view and autocomplete point reads over Tote's wire protocol (64 callers) against
+///    `redis-benchmark -t get -c 64` on a private redis-server with values of the same size;
+/// 3. a facet query (category with descendants + 2 attribute filters, disjunctive counts) against
+///    the equivalent PostgreSQL GROUP BY query on the same data in indexed tables;
+/// 4. live lag: commit → visible in the query service while orders are appended at a steady rate.
+///
+///     ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N]
+///                   [--facet-calls N] [--live-rate N] [--live-seconds S] [--redis-port P]
+@main
+enum ReadSideBench {
+    struct Options {
+        var products = 100_000
+        var orders = 20_000
+        var seconds = 5.0
+        var callers = 64
+        var connections = 4
+        var facetCalls = 2_000
+        var liveRate = 200
+        var liveSeconds = 10.0
+        var batchSize = 1000
+        var redisPort: Int?
+        var redisBenchmark = "redis-benchmark"
+        var seed: UInt64 = 2026
+    }
+
+    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--redis-port P] [--redis-benchmark PATH]"
+
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        var options = Options()
+        var arguments = Arguments(Array(CommandLine.arguments.dropFirst()), usage: usage)
+        do {
+            while let option = arguments.nextOption() {
+                switch option {
+                case "--products": options.products = try arguments.count()
+                case "--orders": options.orders = try arguments.count()
+                case "--seconds": options.seconds = try arguments.seconds()
+                case "--callers": options.callers = try arguments.count()
+                case "--connections": options.connections = try arguments.count()
+                case "--facet-calls": options.facetCalls = try arguments.count()
+                case "--live-rate": options.liveRate = try arguments.count()
+                case "--live-seconds": options.liveSeconds = try arguments.seconds()
+                case "--batch-size": options.batchSize = try arguments.count()
+                case "--redis-port": options.redisPort = try arguments.count()
+                case "--redis-benchmark": options.redisBenchmark = try arguments.value()
+                case "-h", "--help": print(usage); return
+                default: throw arguments.unknownOption()
+                }
+            }
+        } catch {
+            writeUnbuffered("ReadSideBench: \(error)\n", to: 2)
+            exit(2)
+        }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tote-readside-bench-\(UUID().uuidString.prefix(8).lowercased())")
+        var cluster: LocalPostgresCluster?
+        var failed = false
+        do {
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            // Durable: fsync and synchronous_commit on.
+            cluster = try LocalPostgresCluster.start(in: root.appendingPathComponent("cluster"), durable: true)
+            try await run(options, cluster: cluster!, folder: root.appendingPathComponent("models").path)
+        } catch {
+            writeUnbuffered("ReadSideBench: \(error)\n", to: 2)
+            failed = true
+        }
+        try? cluster?.stop(immediate: true)
+        cluster?.destroy()
+        try? FileManager.default.removeItem(at: root)
+        if failed { exit(1) }
+    }
+
+    static func run(_ options: Options, cluster: LocalPostgresCluster, folder: String) async throws {
+        print("ReadSideBench: \(options.products) products, \(options.orders) orders (+ \(options.liveRate * Int(options.liveSeconds)) appended live), \(options.callers) callers over \(options.connections) connections, \(options.seconds) s per point; loadavg(1m) \(formatFixed(loadAverage(), 2))")
+        let admin = try PostgresConnection.connect(cluster.connectionString)
+        try admin.executeScript("CREATE DATABASE readside")
+        try admin.executeScript("CREATE DATABASE facets")
+        let connectionString = cluster.connectionString(database: "readside")
+        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 4, applicationName: "readside-bench"))
+        let store = EventStore(pool: pool)
+        try await store.migrate()
+
+        // 1. The log: the generated catalog and orders, appended in log order.
+        let liveOrders = options.liveRate * Int(options.liveSeconds)
+        var generated = monotonicNanoseconds()
+        var events: [GeneratedEvent] = []
+        CatalogGenerator(seed: options.seed).forEachEvent(products: options.products, orders: options.orders + liveOrders) { events.append($0) }
+        generated = monotonicNanoseconds() - generated
+        let held = Array(events.suffix(liveOrders))
+        guard held.allSatisfy({ $0.type == "OrderPlaced" }) else { throw BenchError("the generator's last \(liveOrders) events are not all OrderPlaced") }
+        events.removeLast(liveOrders)
+        let appendStart = monotonicNanoseconds()
+        let end = try await appendInLogOrder(events, to: store)
+        let appendSeconds = Double(monotonicNanoseconds() - appendStart) / 1e9
+        print("log: \(events.count) events generated in \(formatFixed(Double(generated) / 1e9, 2)) s (CatalogGenerator, \(options.products) products), appended in \(formatFixed(appendSeconds, 1)) s; end \(end)")
+        let orderIDs = events.filter { $0.type == "OrderPlaced" }.map { String($0.stream.dropFirst("order-".count)) }
+
+        // 2. Catch-up from position zero into a fresh LMDB environment (synced commits, as in production).
+        let readSide = try ReadSide(folder: folder, eventStore: store, batchSize: options.batchSize)
+        guard let projector = readSide.projector else { throw BenchError("no projector") }
+        let catchUpStart = monotonicNanoseconds()
+        let applied = try await projector.catchUp()
+        let catchUpSeconds = Double(monotonicNanoseconds() - catchUpStart) / 1e9
+        let catchUpRate = Double(applied) / catchUpSeconds
+        print("catch-up: \(applied) events in \(formatFixed(catchUpSeconds, 2)) s = \(formatFixed(catchUpRate, 0)) events/s (batches of \(options.batchSize)); position \(projector.position)")
+        let environment = try readSide.directory.current.environment
+        let info = try environment.info()
+        print("LMDB: \(info.lastPage * info.pageSize / 1_048_576) MiB used")
+
+        // The query service on a real TCP port.
+        var router = RPCRouter()
+        readSide.queryService.register(into: &router)
+        var logger = Logger(label: "readside-bench")
+        logger.logLevel = .critical
+        let key = "bench-storefront-key-01"
+        let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5)), router: router, keyring: APIKeyring([key: .storefront]), logger: logger)
+        let port = try await server.start().port!
+        let connections = try await (0..<options.connections).asyncMap { _ in
+            try await ClientConnection.connect(host: "127.0.0.1", port: port, configuration: .init(apiKey: key))
+        }
+
+        // 3. Point reads against redis.
+        let points = try await PointReads.run(options: options, readSide: readSide, connections: connections, orderIDs: orderIDs)
+
+        // 4. Facets against PostgreSQL.
+        let facets = try await Facets.run(options: options, readSide: readSide, connection: connections[0], cluster: cluster)
+
+        // 5. Live lag.
+        let live = try await LiveLag.run(options: options, held: held, connectionString: connectionString, projector: projector, connection: connections[0])
+
+        for connection in connections { await connection.close() }
+        await server.shutdownGracefully()
+        await store.shutdown()
+        try await pool.shutdown()
+
+        print("""
+
+            ## Summary (loadavg(1m) at end: \(formatFixed(loadAverage(), 2)))
+
+            | figure | Tote | peer | ratio | target |
+            |---|--:|--:|--:|---|
+            \(points.map(\.row).joined(separator: "\n"))
+            \(facets.row)
+            | projection catch-up from zero (\(applied) events, batches of \(options.batchSize)) | \(formatFixed(catchUpRate, 0)) events/s | — | \(formatFixed(catchUpRate / 200_000, 2))× of target | ≥ 200,000 events/s: \(catchUpRate >= 200_000 ? "met" : "missed") |
+            \(live.row)
+            """)
+    }
+
+    /// Appends in log order: runs of consecutive events in one transaction of up to 1000 events,
+    /// cut where a stream would come back after another.
+    static func appendInLogOrder(_ events: [GeneratedEvent], to store: EventStore) async throws -> LogPosition {
+        var end = LogPosition.start
+        var chunk: [StreamAppend] = []
+        var streams = Set<String>()
+        var count = 0
+        for event in events {
+            if chunk.last?.stream == event.stream {
+                chunk[chunk.count - 1].events.append(event.newEvent)
+            } else {
+                if streams.contains(event.stream) || count >= 1000 {
+                    end = try await store.append(chunk).position
+                    chunk = []
+                    streams = []
+                    count = 0
+                }
+                chunk.append(StreamAppend(stream: event.stream, expectedVersion: .any, events: [event.newEvent]))
+                streams.insert(event.stream)
+            }
+            count += 1
+        }
+        if !chunk.isEmpty { end = try await store.append(chunk).position }
+        return end
+    }
+}
+
+/// Milliseconds at a percentile of a histogram of nanoseconds, 3 decimals.
+func ms(_ histogram: LatencyHistogram, _ percentile: Double) -> String {
+    formatFixed(Double(histogram.value(atPercentile: percentile)) / 1e6, 3)
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
+}
