@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SwiftProtobuf
 import ToteAPI
 import ToteProto
@@ -14,7 +17,7 @@ import ToteRPC
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Operate a running Tote: find orders, inspect stock and tasks, intervene.",
-        subcommands: [OrderCommands.self, OrdersList.self, StockShow.self, ReservationRelease.self, TaskCommands.self])
+        subcommands: [StatusShow.self, OrderCommands.self, OrdersList.self, StockShow.self, ReservationRelease.self, TaskCommands.self])
 }
 
 /// What every `tote admin` call needs: where the server is, the key, and the output format.
@@ -83,6 +86,124 @@ struct InterventionOptions: ParsableArguments {
 
     @Option(help: "Idempotency key: repeat the call with the same key and it acts once.")
     var idempotencyKey: String?
+}
+
+// MARK: Status
+
+/// `tote admin status`: is the server serving, is its bridge active and how many stations are
+/// online, how far behind is its projector, how old is the oldest open database transaction —
+/// from Health/Check and the process's metrics endpoint (`--metrics-listen`).
+struct StatusShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Server health, bridge and stations, projector lag, database.")
+    @OptionGroup var admin: AdminOptions
+    @Option(help: "The server's metrics endpoint (its --metrics-listen address).") var metrics: String = "http://127.0.0.1:7702/metrics"
+
+    /// What `status` reports (also its `--json` form).
+    struct Status: Codable {
+        var server: String
+        var serving: Bool
+        var version: String
+        var bridges: [Bridge]
+        var projector: Projector?
+        var oldestTransactionSeconds: Double?
+        var liveReservations: Double?
+        var expiredReservations: Double?
+
+        struct Bridge: Codable {
+            var warehouse: String
+            var active: Bool
+            var controllersOnline: Int
+            var commandsInFlight: Int
+            var redeliveries: Int
+        }
+
+        struct Projector: Codable {
+            var lagEvents: Double
+            var lagSeconds: Double
+            var appliedGlobalPosition: Double
+        }
+    }
+
+    func run() async throws {
+        let health = try await admin.call { try await $0.unary(Health.check, Tote_V1_HealthCheckRequest(), options: $1) }
+        let page: String
+        do {
+            guard let url = URL(string: metrics.hasSuffix("/metrics") ? metrics : metrics + "/metrics") else { throw ValidationError("--metrics: '\(metrics)' is not a URL") }
+            let (data, response) = try await URLSession.shared.data(from: url)
+            guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw ValidationError("\(metrics) answered \((response as? HTTPURLResponse)?.statusCode ?? 0)") }
+            page = String(decoding: data, as: UTF8.self)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("error: cannot read the metrics endpoint \(metrics): \(error.localizedDescription) (start the server with --metrics-listen)\n".utf8))
+            throw ExitCode(3)
+        }
+        let samples = AdminMetrics.parse(page)
+        let warehouses = Set(samples.filter { $0.name.hasPrefix("tote_bridge_") }.compactMap { $0.labels["warehouse"] }).sorted()
+        func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+            samples.first { $0.name == name && $0.labels == labels }?.value
+        }
+        let status = Status(
+            server: admin.server.description, serving: health.status == .serving, version: health.serverVersion,
+            bridges: warehouses.map { warehouse in
+                let labels = ["warehouse": warehouse]
+                return Status.Bridge(
+                    warehouse: warehouse, active: value("tote_bridge_active", labels) == 1,
+                    controllersOnline: Int(value("tote_bridge_controllers_online", labels) ?? 0),
+                    commandsInFlight: Int(value("tote_bridge_commands_in_flight", labels) ?? 0),
+                    redeliveries: Int(value("tote_bridge_redeliveries_total", labels) ?? 0))
+            },
+            projector: value("tote_projector_lag_events").map {
+                Status.Projector(lagEvents: $0, lagSeconds: value("tote_projector_lag_seconds") ?? 0, appliedGlobalPosition: value("tote_projector_applied_global_position") ?? 0)
+            },
+            oldestTransactionSeconds: value("tote_postgres_oldest_transaction_seconds"),
+            liveReservations: value("tote_reaper_pending", ["tracker": "stock_reservations"]),
+            expiredReservations: value("tote_reaper_expired_total", ["tracker": "stock_reservations"]))
+        if admin.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            return
+        }
+        var rows = [["server", "\(status.server)  \(status.serving ? "SERVING" : "NOT SERVING")  (\(status.version))"]]
+        for bridge in status.bridges {
+            rows.append(["bridge", "warehouse \(bridge.warehouse): \(bridge.active ? "ACTIVE" : "standby"), \(bridge.controllersOnline) station(s) online, \(bridge.commandsInFlight) command(s) in flight, \(bridge.redeliveries) redelivered"])
+        }
+        if status.bridges.isEmpty { rows.append(["bridge", "none (no database)"]) }
+        if let projector = status.projector {
+            rows.append(["projector", "\(Int(projector.lagEvents)) event(s) behind, \(String(format: "%.3f", projector.lagSeconds)) s, at position \(Int(projector.appliedGlobalPosition))"])
+        } else {
+            rows.append(["projector", "not in this process (or not sampled yet)"])
+        }
+        if let oldest = status.oldestTransactionSeconds { rows.append(["postgres", "oldest open transaction \(String(format: "%.1f", oldest)) s"]) }
+        if let live = status.liveReservations { rows.append(["stock", "\(Int(live)) live reservation(s), \(Int(status.expiredReservations ?? 0)) expired"]) }
+        print(AdminFormat.table(["PART", "STATUS"], rows))
+    }
+}
+
+/// Samples of a Prometheus text page.
+enum AdminMetrics {
+    struct Sample {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    /// `name{a="x",b="y"} value` lines (comments skipped; label values without escapes, as Tote writes them).
+    static func parse(_ page: String) -> [Sample] {
+        page.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+            let series = line[..<space]
+            guard let brace = series.firstIndex(of: "{") else { return Sample(name: String(series), labels: [:], value: value) }
+            var labels: [String: String] = [:]
+            for pair in series[series.index(after: brace)...].dropLast().split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                labels[String(parts[0])] = String(parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")))
+            }
+            return Sample(name: String(series[..<brace]), labels: labels, value: value)
+        }
+    }
 }
 
 // MARK: Orders

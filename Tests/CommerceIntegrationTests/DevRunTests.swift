@@ -83,6 +83,11 @@ struct DevRunTests {
         // The operator CLI against tote dev: the packed order's history, and a cancellation by hand
         // recorded with the operator and the reason.
         let server = ["--server", "127.0.0.1:\(port)", "--api-key", "dev-operator-key-00001"]
+        let statusTable = try await runTote(["admin", "status", "--metrics", metrics] + server)
+        #expect(statusTable.status == 0 && statusTable.stdout.contains("SERVING") && statusTable.stdout.contains("ACTIVE, 2 station(s) online") && statusTable.stdout.contains("event(s) behind"), "\(statusTable.stdout) \(statusTable.stderr)")
+        let statusJSON = try await runTote(["admin", "status", "--metrics", metrics, "--json"] + server)
+        let parsed = try JSONSerialization.jsonObject(with: Data(statusJSON.stdout.utf8)) as? [String: Any]
+        #expect(parsed?["serving"] as? Bool == true && ((parsed?["bridges"] as? [[String: Any]])?.first?["controllersOnline"] as? Int) == 2, "\(statusJSON.stdout)")
         let shown = try await runTote(["admin", "order", "show", orderID] + server)
         #expect(shown.status == 0 && shown.stdout.contains("OrderPacked") && shown.stdout.contains("PACKED"), "\(shown.stdout) \(shown.stderr)")
         let unpaid = try await placeOrder(shopper, checkoutID: try await readyCheckout(shopper, lines: ["DEV-TEE-M": 1]))
