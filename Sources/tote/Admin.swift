@@ -369,20 +369,48 @@ struct TaskStuck: AsyncParsableCommand {
     }
 }
 
+/// A request of an operator's task intervention, and its reply: the fields `tote admin task …`
+/// sets and shows.
+protocol TaskInterventionRequest: SwiftProtobuf.Message {
+    var taskID: String { get set }
+    var actor: Tote_V1_Actor { get set }
+    var reason: String { get set }
+}
+protocol TaskInterventionReply: SwiftProtobuf.Message {
+    var task: Tote_V1_TaskSummary { get }
+}
+extension Tote_V1_RetryTaskRequest: TaskInterventionRequest {}
+extension Tote_V1_ReassignTaskRequest: TaskInterventionRequest {}
+extension Tote_V1_CancelTaskRequest: TaskInterventionRequest {}
+extension Tote_V1_MarkTaskDoneRequest: TaskInterventionRequest {}
+extension Tote_V1_RetryTaskResponse: TaskInterventionReply {}
+extension Tote_V1_ReassignTaskResponse: TaskInterventionReply {}
+extension Tote_V1_CancelTaskResponse: TaskInterventionReply {}
+extension Tote_V1_MarkTaskDoneResponse: TaskInterventionReply {}
+
+extension AdminOptions {
+    /// Sends one task intervention by this operator, with the reason, and prints the task after it.
+    func intervene<Request: TaskInterventionRequest, Reply: TaskInterventionReply>(
+        _ method: MethodDescriptor<Request, Reply>, taskID: String, _ intervention: InterventionOptions, _ configure: (inout Request) -> Void = { _ in }
+    ) async throws {
+        var request = Request()
+        request.taskID = taskID
+        request.actor = actor
+        request.reason = intervention.reason
+        configure(&request)
+        let sent = request
+        let reply = try await call { try await $0.unary(method, sent, options: command($1, key: intervention.idempotencyKey)) }
+        try output(reply) { AdminFormat.tasks([reply.task]) }
+    }
+}
+
 struct TaskRetry: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "retry", abstract: "Send a failed or stuck task again.")
     @OptionGroup var admin: AdminOptions
     @OptionGroup var intervention: InterventionOptions
     @Argument(help: "The task id.") var taskID: String
 
-    func run() async throws {
-        var request = Tote_V1_RetryTaskRequest()
-        request.taskID = taskID
-        request.actor = admin.actor
-        request.reason = intervention.reason
-        let reply = try await admin.call { try await $0.unary(OperationsAPI.retryTask, request, options: admin.command($1, key: intervention.idempotencyKey)) }
-        try admin.output(reply) { AdminFormat.tasks([reply.task]) }
-    }
+    func run() async throws { try await admin.intervene(OperationsAPI.retryTask, taskID: taskID, intervention) }
 }
 
 struct TaskReassign: AsyncParsableCommand {
@@ -393,13 +421,7 @@ struct TaskReassign: AsyncParsableCommand {
     @Option(help: "The station (controller id) to move it to; empty lets the bridge choose.") var station: String = ""
 
     func run() async throws {
-        var request = Tote_V1_ReassignTaskRequest()
-        request.taskID = taskID
-        request.actor = admin.actor
-        request.reason = intervention.reason
-        request.targetControllerID = station
-        let reply = try await admin.call { try await $0.unary(OperationsAPI.reassignTask, request, options: admin.command($1, key: intervention.idempotencyKey)) }
-        try admin.output(reply) { AdminFormat.tasks([reply.task]) }
+        try await admin.intervene(OperationsAPI.reassignTask, taskID: taskID, intervention) { $0.targetControllerID = station }
     }
 }
 
@@ -409,14 +431,7 @@ struct TaskCancel: AsyncParsableCommand {
     @OptionGroup var intervention: InterventionOptions
     @Argument(help: "The task id.") var taskID: String
 
-    func run() async throws {
-        var request = Tote_V1_CancelTaskRequest()
-        request.taskID = taskID
-        request.actor = admin.actor
-        request.reason = intervention.reason
-        let reply = try await admin.call { try await $0.unary(OperationsAPI.cancelTask, request, options: admin.command($1, key: intervention.idempotencyKey)) }
-        try admin.output(reply) { AdminFormat.tasks([reply.task]) }
-    }
+    func run() async throws { try await admin.intervene(OperationsAPI.cancelTask, taskID: taskID, intervention) }
 }
 
 struct TaskDone: AsyncParsableCommand {
@@ -425,14 +440,7 @@ struct TaskDone: AsyncParsableCommand {
     @OptionGroup var intervention: InterventionOptions
     @Argument(help: "The task id.") var taskID: String
 
-    func run() async throws {
-        var request = Tote_V1_MarkTaskDoneRequest()
-        request.taskID = taskID
-        request.actor = admin.actor
-        request.reason = intervention.reason
-        let reply = try await admin.call { try await $0.unary(OperationsAPI.markTaskDone, request, options: admin.command($1, key: intervention.idempotencyKey)) }
-        try admin.output(reply) { AdminFormat.tasks([reply.task]) }
-    }
+    func run() async throws { try await admin.intervene(OperationsAPI.markTaskDone, taskID: taskID, intervention) }
 }
 
 // MARK: Formatting

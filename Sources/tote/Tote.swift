@@ -265,20 +265,12 @@ struct Dev: AsyncParsableCommand {
     /// Loads the demo catalog into a fresh log (``DevDemo``), with stock at the demo store's locations.
     private func loadDemoCatalog(database: String) async throws {
         guard demoProducts > 0 else { return }
-        let pool = PostgresPool(configuration: .init(connectionString: database, size: 2, applicationName: "tote-dev-demo"))
-        let store = EventStore(pool: pool)
-        do {
+        try await withEventStore(database, poolSize: 2, applicationName: "tote-dev-demo") { store in
             try await store.migrate()
             let started = ContinuousClock.now
             let written = try await DevDemo.loadIfNeeded(into: store, products: demoProducts, locations: StoreSettings.demo.locations) { say($0) }
             if written > 0 { say("dev: loaded the demo catalog: \(demoProducts) products, \(written) events in \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))") }
-        } catch {
-            await store.shutdown()
-            try? await pool.shutdown()
-            throw error
         }
-        await store.shutdown()
-        try await pool.shutdown()
     }
 
     /// Starts the simulated stations (DevControllers) once the server listens; says why not if it cannot.
@@ -548,10 +540,8 @@ struct Project: AsyncParsableCommand {
             throw ValidationError("no database: pass --database or set TOTE_DATABASE_URL")
         }
         let registry = metricsListen.map { _ in ToteMetrics.registry }
-        let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 2, applicationName: "tote-project"))
-        let store = EventStore(pool: pool)
         let logger = Logger(label: "tote.projector")
-        do {
+        try await withEventStore(connectionString, poolSize: 2, applicationName: "tote-project") { store in
             let readSide = try ReadSide(folder: readModels, eventStore: store, batchSize: batchSize, logger: logger)
             if rebuild {
                 let generation = try await readSide.rebuild(eventStore: store, batchSize: batchSize)
@@ -570,14 +560,25 @@ struct Project: AsyncParsableCommand {
                 let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try await group.run()
             }
-        } catch {
-            await store.shutdown()
-            try? await pool.shutdown()
-            throw error
         }
-        await store.shutdown()
-        try await pool.shutdown()
     }
+}
+
+/// Runs `body` with an event store on a pool of its own, and shuts both down however it ends.
+func withEventStore<R>(_ connectionString: String, poolSize: Int, applicationName: String, _ body: (EventStore) async throws -> R) async throws -> R {
+    let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: poolSize, applicationName: applicationName))
+    let store = EventStore(pool: pool)
+    let result: R
+    do {
+        result = try await body(store)
+    } catch {
+        await store.shutdown()
+        try? await pool.shutdown()
+        throw error
+    }
+    await store.shutdown()
+    try await pool.shutdown()
+    return result
 }
 
 /// `tote query`: the query service alone, answering tote.v1.Query from LMDB read models that a

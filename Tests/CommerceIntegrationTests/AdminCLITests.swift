@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ToteAPI
+import ToteDomain
 import ToteProto
 import ToteTestSupport
 
@@ -105,5 +106,43 @@ struct AdminCLITests {
         #expect(age.status != 0 && age.stderr.contains("not a duration"))
         let noReason = try await runTote(["admin", "order", "cancel", placed.orderID] + server)
         #expect(noReason.status != 0 && noReason.stderr.contains("--reason"))
+    }
+
+    @Test("task interventions: stuck tasks listed, a pick done by hand, a pack cancelled, each recorded with operator and reason; a refused one exits non-zero naming the state")
+    func taskInterventions() async throws {
+        // A bridge with no stations: a paid order's pick task waits for one.
+        let node = try await BridgeNode.start()
+        defer { Task { await node.stop() } }
+        try await node.waitUntilActive()
+        try await seedBridgeCatalog(node, skus: ["TEE-M": 2500], stock: 10)
+        let shopper = try await node.connect()
+        let orderID = try await placePaidOrder(shopper, lines: ["TEE-M": 1])
+        await shopper.close()
+        let pick = TaskPlanner.pickTaskID(orderID: orderID, number: 1), pack = TaskPlanner.packTaskID(orderID: orderID)
+        let server = ["--server", "127.0.0.1:\(node.port)", "--api-key", Keys.operator, "--operator-id", "op-cli"]
+
+        var stuck = CommandLineRun(status: -1, stdout: "", stderr: "")
+        try await eventually("the pick task to be listed") {
+            stuck = try await runTote(["admin", "task", "stuck", "--older-than", "0s"] + server)
+            return stuck.stdout.contains(pick)
+        }
+        #expect(stuck.status == 0 && stuck.stdout.contains("PICK"))
+
+        let done = try await runTote(["admin", "task", "done", pick, "--reason", "picked by hand"] + server)
+        #expect(done.status == 0 && done.stdout.contains("DONE"), "\(done.stdout) \(done.stderr)")
+        try await eventually("the pack task to be created") { try await node.runner.read(TaskDecider.self, StreamName.task(pack)).version > 0 }
+        let cancelled = try await runTote(["admin", "task", "cancel", pack, "--reason", "customer collects in store", "--json"] + server)
+        #expect(cancelled.status == 0, "\(cancelled.stderr)")
+        #expect(try Tote_V1_CancelTaskResponse(jsonString: cancelled.stdout).task.state == .cancelled)
+        let refused = try await runTote(["admin", "task", "retry", pack, "--reason", "try again"] + server)
+        #expect(refused.status == 2 && refused.stderr.contains("FAILED_PRECONDITION"), "\(refused.stdout) \(refused.stderr)")
+        let unknown = try await runTote(["admin", "task", "reassign", "no-such-task", "--reason", "x"] + server)
+        #expect(unknown.status == 2 && unknown.stderr.contains("NOT_FOUND"), "\(unknown.stderr)")
+
+        let events = try await node.allEvents()
+        let byHand = try taskEvents(events, StreamName.task(pick)).compactMap { if case .taskCompletedByHand(let e)? = $0.event { e } else { nil } }
+        #expect(byHand.count == 1 && byHand.first?.actorID == "op-cli" && byHand.first?.reason == "picked by hand")
+        let cancels = try taskEvents(events, StreamName.task(pack)).compactMap { if case .taskCancelled(let e)? = $0.event { e } else { nil } }
+        #expect(cancels.count == 1 && cancels.first?.actorID == "op-cli" && cancels.first?.reason == "customer collects in store")
     }
 }
