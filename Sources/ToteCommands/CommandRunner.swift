@@ -92,12 +92,15 @@ public final class CommandRunner: Sendable {
                 reply = try await body(&unit)
             } catch {
                 // A refusal decided on states still committing stands only if they commit, and
-                // one decided on trusted cached states only if no other process moved them.
+                // one decided on trusted cached states only if no other process moved them. It
+                // writes nothing, so the next command on its streams need not wait for the check.
+                release(held)
                 guard try await unit.decisionStands() || attempt >= configuration.maxAttempts else { continue }
                 throw error
             }
             let appends = unit.appends()
             if appends.isEmpty {
+                release(held)
                 guard try await unit.decisionStands() || attempt >= configuration.maxAttempts else { continue }
                 // Nothing to write: either a no-op, or a repeat of a command that already wrote
                 // (its state now makes it a no-op) and must answer as it did the first time.
@@ -116,8 +119,7 @@ public final class CommandRunner: Sendable {
                     // A hot stream: queue the append behind the ones in flight and let the next
                     // command on these streams decide on this one's states at once.
                     let ticket = committer.enqueue(command, states: unit.decidedStates(), dependencies: unit.dependencies)
-                    locks.unlock(held.streams)
-                    held.streams = []
+                    release(held)
                     do {
                         result = try await ticket.value()
                     } catch BatchCommitter.Failure.alreadyProcessed {
@@ -145,6 +147,13 @@ public final class CommandRunner: Sendable {
                 try await Task.sleep(for: backoff(attempt: attempt))
             }
         }
+    }
+
+    /// Gives back the in-process stream locks a command holds (a retry takes them again).
+    private func release(_ held: HeldLocks) {
+        guard !held.streams.isEmpty else { return }
+        locks.unlock(held.streams)
+        held.streams = []
     }
 
     /// Attempts decided again after a conflict (another writer, or a failed dependency).

@@ -551,7 +551,9 @@ struct BridgeTests {
     // (e) Hello timeout.
     @Test("a Connect call without a hello within the hello timeout ends with DEADLINE_EXCEEDED; a session that sent its hello lives on")
     func helloTimeout() async throws {
-        let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, helloTimeoutMicros: 500_000))
+        // Heartbeats far apart: only the hello timeout is under test (a scripted session that
+        // sleeps past a short heartbeat timeout on a loaded CI machine was closed for it).
+        let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 10_000_000, redeliveryTimeoutMicros: 1_000_000, helloTimeoutMicros: 500_000))
         defer { Task { await node.stop() } }
         try await node.waitUntilActive()
         let controllers = try await node.connect(apiKey: BridgeKeys.controller)
