@@ -23,12 +23,13 @@ func runTote(_ arguments: [String]) async throws -> CommandLineRun {
     process.standardError = err
     try process.run()
     // Read both pipes before waiting, so a large output cannot fill a pipe and stall the child.
-    return try await Task.detached {
+    nonisolated(unsafe) let child = process
+    return try await offCooperativeThreads {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandLineRun(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-    }.value
+        child.waitUntilExit()
+        return CommandLineRun(status: child.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
 }
 
 @Suite("tote admin against a live node: find, show and intervene, every intervention in the order's history", .localCluster, .serialized)

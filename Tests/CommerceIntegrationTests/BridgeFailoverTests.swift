@@ -25,7 +25,7 @@ final class ChildProcesses {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Builds the C tools (`make -C tools/controller`) and returns the simulator's path, or nil.
-    static func buildSimulator() -> String? {
+    static func buildSimulator() async -> String? {
         let make = Process()
         make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         make.arguments = ["make", "-s", "-C", root.appendingPathComponent("tools/controller").path]
@@ -33,7 +33,7 @@ final class ChildProcesses {
         make.standardError = FileHandle.nullDevice
         do {
             try make.run()
-            make.waitUntilExit()
+            await make.exited()
         } catch {
             return nil
         }
@@ -153,7 +153,7 @@ struct BridgeFailoverTests {
     func killActiveServer() async throws {
         let tote = ChildProcesses.root.appendingPathComponent(".build/debug/tote").path
         try #require(FileManager.default.isExecutableFile(atPath: tote), "\(tote) is missing: run `swift build --build-tests` first")
-        let sim = try #require(ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
+        let sim = try #require(await ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
         let cluster = try LocalCluster.cluster
         let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
         try PostgresConnection.connect(cluster.connectionString).executeScript("CREATE DATABASE \(database)")
@@ -244,7 +244,7 @@ struct BridgeFailoverTests {
 
     @Test("kill -9 a pick station mid-task: after the grace period its task goes to the other pick station and finishes once")
     func killControllerMidTask() async throws {
-        let sim = try #require(ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
+        let sim = try #require(await ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
         let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 1_500_000))
         let children = try ChildProcesses()
         do {

@@ -301,7 +301,7 @@ struct BridgeTests {
         make.standardError = FileHandle.nullDevice
         do {
             try make.run()
-            make.waitUntilExit()
+            await make.exited()
         } catch {}
         let simPath = root.appendingPathComponent("tools/controller/build/tote-controller-sim").path
         guard make.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: simPath) else {

@@ -26,7 +26,7 @@ struct DevRunTests {
             Issue.record("\(tote) is missing: build it first (swift build --build-tests builds it)")
             return
         }
-        guard let simulator = buildSimulator() else {
+        guard let simulator = await buildSimulator() else {
             print("SKIPPED devRunsOrdersToPackedAndStopsClean: `make -C tools/controller` failed (need gcc and libprotobuf-c-dev)")
             return
         }
@@ -147,7 +147,7 @@ struct DevRunTests {
     }
 
     /// `make -C tools/controller`; the simulator's path, or nil if it cannot be built here.
-    private func buildSimulator() -> String? {
+    private func buildSimulator() async -> String? {
         let make = Process()
         make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         make.arguments = ["make", "-s", "-C", Self.root.appendingPathComponent("tools/controller").path]
@@ -155,7 +155,7 @@ struct DevRunTests {
         make.standardError = FileHandle.nullDevice
         do {
             try make.run()
-            make.waitUntilExit()
+            await make.exited()
         } catch {
             return nil
         }

@@ -28,7 +28,7 @@ private final class ServeProcess: Sendable {
         try process.run()
         self.process = process
         // Both lines arrive within seconds of start.
-        let lines = try await Task.detached { () -> [String] in
+        let lines = try await offCooperativeThreads { () -> [String] in
             var text = ""
             while !(text.contains("listening on ") && text.contains("metrics on ")) {
                 let chunk = out.fileHandleForReading.availableData
@@ -36,7 +36,7 @@ private final class ServeProcess: Sendable {
                 text += String(decoding: chunk, as: UTF8.self)
             }
             return text.split(separator: "\n").map(String.init)
-        }.value
+        }
         guard let rpc = lines.first(where: { $0.hasPrefix("listening on ") })?.dropFirst("listening on ".count),
               let metrics = lines.first(where: { $0.hasPrefix("metrics on ") })?.dropFirst("metrics on ".count) else {
             process.terminate()
@@ -49,10 +49,8 @@ private final class ServeProcess: Sendable {
     /// SIGTERM, and the exit status once it has stopped.
     func stop() async -> Int32 {
         process.terminate()
-        return await Task.detached { [process] in
-            process.waitUntilExit()
-            return process.terminationStatus
-        }.value
+        await process.exited()
+        return process.terminationStatus
     }
 }
 

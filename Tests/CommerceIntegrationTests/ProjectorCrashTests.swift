@@ -52,7 +52,7 @@ struct ProjectorCrashTests {
             let delay = moment.delay
             try await Task.sleep(for: delay)
             kill(child.processIdentifier, SIGKILL)
-            child.waitUntilExit()
+            await child.exited()
             #expect(child.terminationReason == .uncaughtSignal && child.terminationStatus == SIGKILL, "round \(round): the projector was killed by SIGKILL")
             let position = try #require(live).position
             print("kill \(round): progress seen at \(progressed), cursor after SIGKILL \(position), end \(end)")
@@ -66,13 +66,13 @@ struct ProjectorCrashTests {
         let last = try launch(tote, arguments, log: "\(folder)/project-final.log")
         _ = try await poll(timeout: .seconds(300)) { () -> Bool? in try live!.position >= end ? true : nil }
         last.terminate()
-        last.waitUntilExit()
+        await last.exited()
         #expect(last.terminationStatus == 0, "SIGTERM stops the projector gracefully")
         #expect(try live!.position == end)
 
         // A rebuild from position zero (another batch size, so batch boundaries differ) into a fresh generation.
         let rebuild = try launch(tote, ["project", "--database", connectionString, "--read-models", readModels, "--rebuild", "--batch-size", "1000"], log: "\(folder)/rebuild.log")
-        rebuild.waitUntilExit()
+        await rebuild.exited()
         #expect(rebuild.terminationStatus == 0, "tote project --rebuild: \(tail("\(folder)/rebuild.log"))")
         #expect(try ReadModelDirectory.readLinkForTests(root: readModels) == "gen-000002")
 
@@ -94,14 +94,14 @@ struct ProjectorCrashTests {
     }
 
     @Test("tote project refuses a batch size out of range with a usage error naming it")
-    func badBatchSize() throws {
+    func badBatchSize() async throws {
         let tote = try toteExecutable()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tote-crash-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         for bad in ["0", "100001", "-3"] {
             let child = try launch(tote, ["project", "--database", "host=/nonexistent", "--read-models", "\(folder)/models", "--batch-size", bad], log: "\(folder)/bad.log")
-            child.waitUntilExit()
+            await child.exited()
             #expect(child.terminationStatus == 64, "--batch-size \(bad): exit \(child.terminationStatus)")
             #expect(tail("\(folder)/bad.log").contains("batch-size"), "--batch-size \(bad): \(tail("\(folder)/bad.log"))")
         }
