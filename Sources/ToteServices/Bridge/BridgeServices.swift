@@ -58,7 +58,7 @@ public final class BridgeServices: RPCService, Sendable {
         active.record(0)
         defer { active.record(0) }
         while !Task.isCancelled {
-            guard let lock = tryLock(key) else {
+            guard let lock = await Self.blocking({ self.tryLock(key) }) else {
                 try await Task.sleep(for: configuration.leadershipPollInterval)
                 continue
             }
@@ -69,6 +69,16 @@ public final class BridgeServices: RPCService, Sendable {
             logger.info("bridge is no longer active", metadata: ["bridge": "\(configuration.bridgeID)"])
         }
     }
+
+    /// Runs a blocking libpq call (connect, the lock's queries) on a thread of its own: on the
+    /// cooperative pool (two threads on a 2-core machine) a connect to a database that is down
+    /// would stall every task of the process for the connect timeout.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            lockQueue.async { continuation.resume(returning: work()) }
+        }
+    }
+    private static let lockQueue = DispatchQueue(label: "tote.bridge.lock")
 
     /// A connection holding the lock, or nil (the connection is closed, so nothing lingers).
     private func tryLock(_ key: Int64) -> PostgresConnection? {
@@ -109,11 +119,8 @@ public final class BridgeServices: RPCService, Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: poll)
                     if Task.isCancelled { return }
-                    do {
-                        _ = try lock.execute("SELECT 1")
-                    } catch {
-                        return  // the lock's connection is gone, and the lock with it
-                    }
+                    let alive = await Self.blocking { (try? lock.execute("SELECT 1")) != nil }
+                    if !alive { return }  // the lock's connection is gone, and the lock with it
                 }
             }
             _ = await group.next()
