@@ -12,11 +12,10 @@ struct CommandLineRun: Sendable {
     var stderr: String
 }
 
-/// Runs `.build/debug/tote` (built with the tests) with `arguments`, to completion.
+/// Runs this build's `tote` (``Binaries/tote``) with `arguments`, to completion.
 func runTote(_ arguments: [String]) async throws -> CommandLineRun {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let process = Process()
-    process.executableURL = root.appendingPathComponent(".build/debug/tote")
+    process.executableURL = URL(fileURLWithPath: Binaries.tote)
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out

@@ -21,26 +21,6 @@ final class ChildProcesses {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     }
 
-    /// The repository's root (three levels above this file).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// Builds the C tools (`make -C tools/controller`) and returns the simulator's path, or nil.
-    static func buildSimulator() async -> String? {
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        make.arguments = ["make", "-s", "-C", root.appendingPathComponent("tools/controller").path]
-        make.standardOutput = FileHandle.nullDevice
-        make.standardError = FileHandle.nullDevice
-        do {
-            try make.run()
-            await make.exited()
-        } catch {
-            return nil
-        }
-        let path = root.appendingPathComponent("tools/controller/build/tote-controller-sim").path
-        return make.terminationStatus == 0 && FileManager.default.isExecutableFile(atPath: path) ? path : nil
-    }
-
     /// Starts `executable` with `arguments`; stdout goes to `<name>.out`, stderr to `<name>.err`.
     @discardableResult
     func start(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
@@ -151,9 +131,9 @@ struct BridgeFailoverTests {
 
     @Test("kill -9 the active `tote serve` mid-flow: the standby takes over, the simulators follow, every task ends exactly once and every order is PACKED")
     func killActiveServer() async throws {
-        let tote = ChildProcesses.root.appendingPathComponent(".build/debug/tote").path
+        let tote = Binaries.tote
         try #require(FileManager.default.isExecutableFile(atPath: tote), "\(tote) is missing: run `swift build --build-tests` first")
-        let sim = try #require(await ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
+        let sim = try #require(await Binaries.controllerSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
         let cluster = try LocalCluster.cluster
         let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
         try PostgresConnection.connect(cluster.connectionString).executeScript("CREATE DATABASE \(database)")
@@ -244,7 +224,7 @@ struct BridgeFailoverTests {
 
     @Test("kill -9 a pick station mid-task: after the grace period its task goes to the other pick station and finishes once")
     func killControllerMidTask() async throws {
-        let sim = try #require(await ChildProcesses.buildSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
+        let sim = try #require(await Binaries.controllerSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
         let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 1_500_000))
         let children = try ChildProcesses()
         do {

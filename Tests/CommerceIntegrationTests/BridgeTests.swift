@@ -293,18 +293,7 @@ struct BridgeTests {
     // (a) Orders flow to PACKED through real C simulators.
     @Test("five paid orders reach PACKED through a simulated pick and pack station; every task ends exactly once")
     func ordersFlowThroughSimulators() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        make.arguments = ["make", "-s", "-C", root.appendingPathComponent("tools/controller").path]
-        make.standardOutput = FileHandle.nullDevice
-        make.standardError = FileHandle.nullDevice
-        do {
-            try make.run()
-            await make.exited()
-        } catch {}
-        let simPath = root.appendingPathComponent("tools/controller/build/tote-controller-sim").path
-        guard make.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: simPath) else {
+        guard let simPath = await Binaries.controllerSimulator() else {
             print("SKIPPED ordersFlowThroughSimulators: `make -C tools/controller` failed (need gcc and libprotobuf-c-dev)")
             return
         }

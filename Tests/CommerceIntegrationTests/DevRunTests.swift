@@ -11,22 +11,14 @@ import Glibc
 /// own PostgreSQL cluster and the simulated controllers it starts (tools/controller).
 @Suite("tote dev as a process: its simulated controllers pack an order; SIGTERM leaves nothing behind", .serialized)
 struct DevRunTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The `tote` binary of this build: beside the test bundle, else .build/debug/tote.
-    static var totePath: String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tote").path
-        return FileManager.default.isExecutableFile(atPath: beside) ? beside : root.appendingPathComponent(".build/debug/tote").path
-    }
-
     @Test("a paid order reaches PACKED through tote dev's simulators; after SIGTERM no tote, postgres or simulator process is left")
     func devRunsOrdersToPackedAndStopsClean() async throws {
-        let tote = Self.totePath
+        let tote = Binaries.tote
         guard FileManager.default.isExecutableFile(atPath: tote) else {
             Issue.record("\(tote) is missing: build it first (swift build --build-tests builds it)")
             return
         }
-        guard let simulator = await buildSimulator() else {
+        guard let simulator = await Binaries.controllerSimulator() else {
             print("SKIPPED devRunsOrdersToPackedAndStopsClean: `make -C tools/controller` failed (need gcc and libprotobuf-c-dev)")
             return
         }
@@ -126,7 +118,7 @@ struct DevRunTests {
 
     @Test("a malformed --controllers is refused with a message naming the option, before anything starts")
     func badControllerCounts() async throws {
-        let tote = Self.totePath
+        let tote = Binaries.tote
         guard FileManager.default.isExecutableFile(atPath: tote) else {
             Issue.record("\(tote) is missing: build it first (swift build --build-tests builds it)")
             return
@@ -144,23 +136,6 @@ struct DevRunTests {
             #expect(said.contains("--controllers"), "--controllers \(bad): \(said)")
             #expect(!FileManager.default.fileExists(atPath: base.appendingPathComponent("dev/postgres").path), "--controllers \(bad) started PostgreSQL")
         }
-    }
-
-    /// `make -C tools/controller`; the simulator's path, or nil if it cannot be built here.
-    private func buildSimulator() async -> String? {
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        make.arguments = ["make", "-s", "-C", Self.root.appendingPathComponent("tools/controller").path]
-        make.standardOutput = FileHandle.nullDevice
-        make.standardError = FileHandle.nullDevice
-        do {
-            try make.run()
-            await make.exited()
-        } catch {
-            return nil
-        }
-        let path = Self.root.appendingPathComponent("tools/controller/build/tote-controller-sim").path
-        return make.terminationStatus == 0 && FileManager.default.isExecutableFile(atPath: path) ? path : nil
     }
 }
 

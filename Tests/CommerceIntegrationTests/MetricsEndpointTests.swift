@@ -17,9 +17,8 @@ private final class ServeProcess: Sendable {
     let metrics: String
 
     init(database: String) async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let process = Process()
-        process.executableURL = root.appendingPathComponent(".build/debug/tote")
+        process.executableURL = URL(fileURLWithPath: Binaries.tote)
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--database", database, "--log-level", "warning"]
         process.environment = ProcessInfo.processInfo.environment.merging(["TOTE_API_KEYS": "operator:\(Keys.operator),storefront:\(Keys.storefront)"]) { $1 }
         let out = Pipe()

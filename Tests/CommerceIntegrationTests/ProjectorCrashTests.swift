@@ -140,17 +140,11 @@ struct ProjectorCrashTests {
 
     /// The `tote` executable built next to this test bundle (`swift build --build-tests`).
     func toteExecutable() throws -> String {
-        var candidates: [String] = []
-        if let bundle = Bundle.main.executableURL?.deletingLastPathComponent() {
-            candidates.append(bundle.appendingPathComponent("tote").path)
-            candidates.append(bundle.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tote").path)
+        let path = Binaries.tote
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw LocalPostgresCluster.Failure(description: "no tote executable at \(path): run `swift build --build-tests`")
         }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/debug/tote").path)
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw LocalPostgresCluster.Failure(description: "no tote executable at \(candidates): run `swift build --build-tests`")
-        }
-        return found
+        return path
     }
 
     func launch(_ executable: String, _ arguments: [String], log: String) throws -> Process {
