@@ -10,9 +10,16 @@ public struct LocalCluster: SuiteTrait, TestTrait, TestScoping {
 
     public func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
         if Self.current != nil { return try await function() }
-        let cluster = try LocalPostgresCluster.temporary()
-        defer { cluster.destroy() }
-        try await Self.$current.withValue(cluster) { try await function() }
+        // initdb, start and stop take seconds: off the cooperative threads, which the suites
+        // running beside this one share (two on a 2-core machine).
+        let cluster = try await offCooperativeThreads { try LocalPostgresCluster.temporary() }
+        do {
+            try await Self.$current.withValue(cluster) { try await function() }
+        } catch {
+            _ = try? await offCooperativeThreads { cluster.destroy() }
+            throw error
+        }
+        _ = try? await offCooperativeThreads { cluster.destroy() }
     }
 
     /// The cluster of the suite being run.
