@@ -169,9 +169,8 @@ public final class ProjectorRunner: Sendable {
                     throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
                 }
                 guard last > cursor else { continue }
-                for event in batch where event.position > cursor {
-                    try projection.apply(event, to: &writer)
-                }
+                let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
+                try projection.apply(batch: batch[first...], to: &writer)
                 try writer.setCursor(projection.name, last)
             }
         }

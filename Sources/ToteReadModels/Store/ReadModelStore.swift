@@ -33,6 +33,17 @@ public protocol Projection: Sendable {
     /// The databases (LMDB named databases) it writes.
     var databases: [String] { get }
     func apply(_ event: RecordedEvent, to store: inout some ReadModelWriter) throws
+    /// Applies `events` (consecutive, in log order) inside one write transaction. The default
+    /// applies them one by one; a projection overrides it to do work once per batch (e.g. once per
+    /// touched product) instead of once per event. The result must not depend on where batches
+    /// are cut: any split of the same events must yield the same bytes as applying them singly.
+    func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws
+}
+
+extension Projection {
+    public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
+        for event in events { try apply(event, to: &store) }
+    }
 }
 
 /// A sorted in-memory store implementing both protocols: for unit tests of projections and
