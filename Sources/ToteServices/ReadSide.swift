@@ -11,7 +11,7 @@ import ToteReadModels
 /// `tote query` only the queries, read-only.
 public struct ReadSide: Sendable {
     /// Every read model Tote builds.
-    public static var projections: [any Projection] { [CatalogProjection(), AutocompleteProjection(), OrderViewsProjection()] }
+    public static var projections: [any Projection] { [CatalogProjection(), AutocompleteProjection(), OrderViewsProjection(), StorefrontProjection()] }
 
     public let directory: ReadModelDirectory
     /// The projector, when this process writes the read models.

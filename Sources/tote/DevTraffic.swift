@@ -5,7 +5,6 @@ import Synchronization
 import ToteAPI
 import ToteProto
 import ToteRPC
-import ToteReadModels
 
 /// `tote dev --traffic N`: simulated shoppers at N orders per second, over the wire like a
 /// storefront BFF. Each one browses (autocomplete, a category's facets, a product), fills a cart,
@@ -18,8 +17,6 @@ struct DevTraffic: Service {
     var port: Int
     var apiKey: String
     var ordersPerSecond: Double
-    /// Products of the demo catalog (to know their SKUs).
-    var demoProducts: Int
     var logger = Logger(label: "tote.traffic")
 
     /// Outcomes so far.
@@ -34,18 +31,6 @@ struct DevTraffic: Service {
         let connection = try await ClientConnection.connect(host: host, port: port, configuration: .init(apiKey: apiKey))
         defer { Task { await connection.close() } }
         let state = State()
-        // The demo catalog's categories (the generator is deterministic); a shopper whose category
-        // is empty (another catalog) abandons.
-        let generator = CatalogGenerator(seed: DevDemo.seed)
-        let categories = generator.categories().map(\.id)
-        // Each demo product's SKUs, from its SKU claims (a storefront knows them from its product
-        // pages; a shopper whose product is not here abandons).
-        var skus: [String: [String]] = [:]
-        generator.forEachEvent(products: demoProducts) { event in
-            guard event.type == "SkuClaimed", let claim = try? Tote_V1_SkuClaimEvent(serializedBytes: event.data) else { return }
-            skus[claim.skuClaimed.productID, default: []].append(claim.skuClaimed.sku)
-        }
-        let catalog = skus
         let interval = Duration.seconds(1) / max(ordersPerSecond, 0.01)
         var next = ContinuousClock.now
         var lastReport = ContinuousClock.now
@@ -55,7 +40,7 @@ struct DevTraffic: Service {
                 // A shopper per tick, up to 64 at once (when the node falls behind, fewer start).
                 if state.startShopper() {
                     group.addTask {
-                        let outcome = await Self.shop(connection, categories: categories, skus: catalog)
+                        let outcome = await Self.shop(connection)
                         state.finished(outcome)
                     }
                 }
@@ -106,12 +91,14 @@ struct DevTraffic: Service {
     static let query = CallOptions(timeout: .seconds(5))
     static func command() -> CallOptions { CallOptions(timeout: .seconds(10), idempotencyKey: UUID().uuidString) }
 
-    /// One shopper's visit, start to payment.
-    static func shop(_ client: ClientConnection, categories: [String], skus: [String: [String]]) async -> Outcome {
+    /// One shopper's visit, start to payment: the navigation tree, a category's facets, autocomplete,
+    /// a product page, then a cart of some of its variants.
+    static func shop(_ client: ClientConnection) async -> Outcome {
         do {
-            // Browse: a category's facets, in stock only, and autocomplete on a product's name.
+            let tree = try await client.unary(QueryAPI.getCategoryTree, Tote_V1_GetCategoryTreeRequest(), options: query)
+            guard let category = tree.categories.randomElement() else { return .abandoned }
             var search = Tote_V1_SearchCatalogRequest()
-            search.categorySlug = categories.randomElement()!
+            search.categorySlug = category.slug
             search.currency = "EUR"
             search.inStockOnly = true
             let found = try await client.unary(QueryAPI.searchCatalog, search, options: query)
@@ -119,7 +106,11 @@ struct DevTraffic: Service {
             var complete = Tote_V1_AutocompleteRequest()
             complete.prefix = String(summary.name.prefix(Int.random(in: 3...6))).lowercased()
             _ = try await client.unary(QueryAPI.autocomplete, complete, options: query)
-            guard let variants = skus[summary.productID], !variants.isEmpty else { return .abandoned }
+            var page = Tote_V1_GetProductRequest()
+            page.productID = summary.productID
+            let product = try await client.unary(QueryAPI.getProduct, page, options: query)
+            let variants = product.variants.map(\.sku)
+            guard !variants.isEmpty else { return .abandoned }
 
             var create = Tote_V1_CreateCartRequest()
             create.currency = "EUR"

@@ -244,7 +244,7 @@ struct Dev: AsyncParsableCommand {
                 """)
             if traffic > 0, let host = HostAndPort(argument: address) {
                 say("dev: simulated shoppers: \(traffic) orders/s")
-                let shopping = DevTraffic(host: host.host == "0.0.0.0" ? "127.0.0.1" : host.host, port: host.port, apiKey: storefrontKey, ordersPerSecond: traffic, demoProducts: max(demoProducts, 1))
+                let shopping = DevTraffic(host: host.host == "0.0.0.0" ? "127.0.0.1" : host.host, port: host.port, apiKey: storefrontKey, ordersPerSecond: traffic)
                 shoppers.withLock {
                     $0 = Task {
                         do { try await shopping.run() } catch { say("dev: the simulated shoppers stopped: \(error)") }

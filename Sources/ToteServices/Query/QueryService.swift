@@ -14,24 +14,19 @@ public struct CatalogQueryHandlers: Sendable {
 
     public var searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>?
     public var autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>?
-    public var getProduct: Handler<Tote_V1_GetProductRequest, Tote_V1_Product>?
-    public var getCategoryTree: Handler<Tote_V1_GetCategoryTreeRequest, Tote_V1_GetCategoryTreeResponse>?
 
     public init(
         searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>? = nil,
-        autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>? = nil,
-        getProduct: Handler<Tote_V1_GetProductRequest, Tote_V1_Product>? = nil,
-        getCategoryTree: Handler<Tote_V1_GetCategoryTreeRequest, Tote_V1_GetCategoryTreeResponse>? = nil
+        autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>? = nil
     ) {
         self.searchCatalog = searchCatalog
         self.autocomplete = autocomplete
-        self.getProduct = getProduct
-        self.getCategoryTree = getCategoryTree
     }
 }
 
 /// Serves tote.v1.Query (`tote query`, and inside `tote serve`) from read models, never from
-/// PostgreSQL: the order views itself (``OrderQueries``) and the catalog queries it is given.
+/// PostgreSQL: the order views (``OrderQueries``), product pages and the category tree
+/// (``StorefrontQueries``) itself, and the catalog queries it is given.
 ///
 /// Every call honours the caller's consistency token: it waits, bounded by the call's deadline
 /// (or ``Configuration/defaultWait``), until the source has applied the log up to the token, else
@@ -101,11 +96,34 @@ public struct QueryService: RPCService, Sendable {
     static let getOrderViewEncoded = MethodDescriptor<Tote_V1_GetOrderViewRequest, Google_Protobuf_Empty>(
         service: QueryAPI.getOrderView.service, name: QueryAPI.getOrderView.name, kind: .unary, roles: QueryAPI.getOrderView.roles)
 
+    /// GetProduct as registered: the stored product page bytes, verbatim (as ``getOrderViewEncoded``).
+    static let getProductEncoded = MethodDescriptor<Tote_V1_GetProductRequest, Google_Protobuf_Empty>(
+        service: QueryAPI.getProduct.service, name: QueryAPI.getProduct.name, kind: .unary, roles: QueryAPI.getProduct.roles)
+
+    /// GetCategoryTree as registered: the stored tree bytes, verbatim for the whole tree.
+    static let getCategoryTreeEncoded = MethodDescriptor<Tote_V1_GetCategoryTreeRequest, Google_Protobuf_Empty>(
+        service: QueryAPI.getCategoryTree.service, name: QueryAPI.getCategoryTree.name, kind: .unary, roles: QueryAPI.getCategoryTree.roles)
+
     public func register(into router: inout RPCRouter) {
         router.register(Self.getOrderViewEncoded, unary: { request, context in
             let bytes = try await query(context) { reader in try OrderQueries.orderView(reader, orderID: request.orderID) }
             guard let bytes else {
                 throw RPCError(.notFound, "order \(request.orderID) does not exist", details: [Self.resourceInfo("order", request.orderID)])
+            }
+            return try Google_Protobuf_Empty(serializedBytes: bytes)
+        })
+        router.register(Self.getProductEncoded, unary: { request, context in
+            let bytes = try await query(context) { reader in try StorefrontQueries.product(reader, request) }
+            guard let bytes else {
+                let name = request.productID.isEmpty ? "slug \(request.slug)" : request.productID
+                throw RPCError(.notFound, "no published product \(name)", details: [Self.resourceInfo("product", name)])
+            }
+            return try Google_Protobuf_Empty(serializedBytes: bytes)
+        })
+        router.register(Self.getCategoryTreeEncoded, unary: { request, context in
+            let bytes = try await query(context) { reader in try StorefrontQueries.categoryTree(reader, request) }
+            guard let bytes else {
+                throw RPCError(.notFound, "no category with slug \(request.rootSlug)", details: [Self.resourceInfo("category", request.rootSlug)])
             }
             return try Google_Protobuf_Empty(serializedBytes: bytes)
         })
@@ -121,12 +139,6 @@ public struct QueryService: RPCService, Sendable {
         }
         if let handler = catalog.autocomplete {
             router.register(QueryAPI.autocomplete, unary: { request, context in try await query(context) { try handler($0, request) } })
-        }
-        if let handler = catalog.getProduct {
-            router.register(QueryAPI.getProduct, unary: { request, context in try await query(context) { try handler($0, request) } })
-        }
-        if let handler = catalog.getCategoryTree {
-            router.register(QueryAPI.getCategoryTree, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
     }
 
