@@ -325,6 +325,20 @@ public final class EventStore: Sendable {
         }
     }
 
+    /// Events of one stream whose data contains `bytes` (e.g. the events of a stock item that
+    /// name one order's reservations, whose ids start with the order id), in version order. A
+    /// scan of that one stream: for an operator's history of one order, not for hot paths.
+    public func readStream(_ stream: String, containing bytes: [UInt8], limit: Int = 10_000) async throws -> [RecordedEvent] {
+        try await map {
+            try await self.pool.withConnection { connection in
+                let result = try connection.execute(
+                    Self.selectColumns + " WHERE s.name = $1 AND position($2::bytea in e.data) > 0 ORDER BY e.stream_version LIMIT $3",
+                    [.text(stream), .bytea(bytes), .int64(Int64(limit))])
+                return try Self.events(in: result)
+            }
+        }
+    }
+
     /// The stream's current version, or nil if it does not exist.
     public func streamVersion(_ stream: String) async throws -> Int64? {
         try await map {

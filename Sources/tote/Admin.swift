@@ -505,8 +505,8 @@ enum AdminFormat {
             [$0.lineID, $0.sku, $0.displayName, "\($0.quantity)", money($0.unitPrice), money($0.lineTotal)]
         })
         out += "\n\nhistory (\(view.timeline.count) events):\n"
-        out += table(["#", "AT", "EVENT", "BY", "STATE", "REASON / WHAT"], view.timeline.map {
-            ["\($0.streamVersion)", time($0.at), $0.eventType, "\(name($0.actor.role).lowercased()):\($0.actor.id)", name($0.state),
+        out += table(["STREAM", "#", "AT", "EVENT", "BY", "STATE", "REASON / WHAT"], view.timeline.map {
+            [$0.stream.isEmpty ? "order" : $0.stream, "\($0.streamVersion)", time($0.at), $0.eventType, "\(name($0.actor.role).lowercased()):\($0.actor.id)", name($0.state),
              [$0.reason, $0.summary].filter { !$0.isEmpty }.joined(separator: " — ")]
         })
         return out

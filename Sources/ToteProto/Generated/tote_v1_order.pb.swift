@@ -317,11 +317,18 @@ public nonisolated struct Tote_V1_TimelineEntry: Sendable {
   /// The order state after it.
   public var state: Tote_V1_OrderState = .unspecified
 
-  /// The order stream version of the event.
+  /// The event's version on its stream: the order's, or `stream` when that is set.
   public var streamVersion: Int64 = 0
 
   /// A one-line human-readable summary, e.g. "Refunded EUR 12.00 (2 x TSHIRT-RED-M)".
   public var summary: String = String()
+
+  /// The stream of an event about the order recorded outside the order's own stream: a payment
+  /// (payment-<id>), one of its warehouse tasks (task-<id>), a stock item holding one of its
+  /// reservations (stock-<sku>@<location>). Empty for the order's own events. Only
+  /// Orders.GetOrder (read from the log) lists such events; the Query read model's timeline holds
+  /// the order's own.
+  public var stream: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1158,7 +1165,7 @@ nonisolated extension Tote_V1_Shipment: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Tote_V1_TimelineEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TimelineEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_type\0\u{1}actor\0\u{1}reason\0\u{1}at\0\u{1}state\0\u{3}stream_version\0\u{1}summary\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_type\0\u{1}actor\0\u{1}reason\0\u{1}at\0\u{1}state\0\u{3}stream_version\0\u{1}summary\0\u{1}stream\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1173,6 +1180,7 @@ nonisolated extension Tote_V1_TimelineEntry: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.streamVersion) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.stream) }()
       default: break
       }
     }
@@ -1204,6 +1212,9 @@ nonisolated extension Tote_V1_TimelineEntry: SwiftProtobuf.Message, SwiftProtobu
     if !self.summary.isEmpty {
       try visitor.visitSingularStringField(value: self.summary, fieldNumber: 7)
     }
+    if !self.stream.isEmpty {
+      try visitor.visitSingularStringField(value: self.stream, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1215,6 +1226,7 @@ nonisolated extension Tote_V1_TimelineEntry: SwiftProtobuf.Message, SwiftProtobu
     if lhs.state != rhs.state {return false}
     if lhs.streamVersion != rhs.streamVersion {return false}
     if lhs.summary != rhs.summary {return false}
+    if lhs.stream != rhs.stream {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,3 +1,4 @@
+import EventStore
 import Foundation
 import SwiftProtobuf
 import ToteAPI
@@ -136,7 +137,8 @@ public struct OrdersService: RPCService, Sendable {
         }
     }
 
-    /// An order with its full timeline and its payments, read from the log.
+    /// An order with its complete history and its payments, read from the log: its own events
+    /// interleaved with those of its payments, warehouse tasks and reservations.
     static func orderView(_ orderID: String, runner: CommandRunner) async throws -> Tote_V1_OrderView {
         guard !orderID.isEmpty else { throw RPCError.invalidArgument("order_id is required", fieldViolations: [("order_id", "required")]) }
         let stream = StreamName.order(orderID)
@@ -150,11 +152,27 @@ public struct OrdersService: RPCService, Sendable {
         }
         let state = OrderDecider.fold(timelineEvents.map(\.event))
         var payments: [Tote_V1_PaymentSummary] = []
+        var related: [RecordedEvent] = []
         for paymentID in Set([state.paymentID, state.paidPaymentID]).subtracting([""]).sorted() {
-            let (payment, version) = try await runner.read(PaymentDecider.self, StreamName.payment(paymentID))
-            if version > 0 { payments.append(payment.summary) }
+            let paymentEvents = try await runner.store.readStream(StreamName.payment(paymentID))
+            related += paymentEvents
+            if !paymentEvents.isEmpty {
+                payments.append(PaymentDecider.fold(try paymentEvents.map { try EventCodec.decode($0, as: PaymentDecider.Event.self) }).summary)
+            }
         }
-        return state.view(version: recorded.last!.streamVersion, timeline: OrderDecider.timeline(timelineEvents), payments: payments)
+        // Its warehouse tasks, and what happened to its reservations on their stock items.
+        for task in try await runner.store.streamNames(withPrefix: StreamName.task(orderID + "-")) {
+            related += try await runner.store.readStream(task)
+        }
+        for item in Set(state.reservations.map { StreamName.stockItem(sku: $0.sku, location: $0.locationID) }).sorted() {
+            related += try await runner.store.readStream(item, containing: Array((orderID + "/").utf8))
+        }
+        let own = zip(OrderDecider.timeline(timelineEvents), recorded).map { ($0, $1.position.globalPosition) }
+        let history = try OrderDecider.history(orderID: orderID, own: own, related: related.map {
+            RelatedOrderEvent(stream: $0.stream, streamVersion: $0.streamVersion, data: $0.data, recordedAtMicros: $0.recordedAtMicros,
+                              actor: Principal(id: $0.metadata.actorID, role: $0.metadata.actorRole), position: $0.position.globalPosition)
+        })
+        return state.view(version: recorded.last!.streamVersion, timeline: history, payments: payments)
     }
 }
 

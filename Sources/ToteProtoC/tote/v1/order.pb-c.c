@@ -1056,7 +1056,7 @@ const ProtobufCMessageDescriptor tote__v1__shipment__descriptor =
   (ProtobufCMessageInit) tote__v1__shipment__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tote__v1__timeline_entry__field_descriptors[7] =
+static const ProtobufCFieldDescriptor tote__v1__timeline_entry__field_descriptors[8] =
 {
   {
     "event_type",
@@ -1142,6 +1142,18 @@ static const ProtobufCFieldDescriptor tote__v1__timeline_entry__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stream",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tote__V1__TimelineEntry, stream),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tote__v1__timeline_entry__field_indices_by_name[] = {
   1,   /* field[1] = actor */
@@ -1149,13 +1161,14 @@ static const unsigned tote__v1__timeline_entry__field_indices_by_name[] = {
   0,   /* field[0] = event_type */
   2,   /* field[2] = reason */
   4,   /* field[4] = state */
+  7,   /* field[7] = stream */
   5,   /* field[5] = stream_version */
   6,   /* field[6] = summary */
 };
 static const ProtobufCIntRange tote__v1__timeline_entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor tote__v1__timeline_entry__descriptor =
 {
@@ -1165,7 +1178,7 @@ const ProtobufCMessageDescriptor tote__v1__timeline_entry__descriptor =
   "Tote__V1__TimelineEntry",
   "tote.v1",
   sizeof(Tote__V1__TimelineEntry),
-  7,
+  8,
   tote__v1__timeline_entry__field_descriptors,
   tote__v1__timeline_entry__field_indices_by_name,
   1,  tote__v1__timeline_entry__number_ranges,

@@ -216,17 +216,25 @@ struct  Tote__V1__TimelineEntry
    */
   Tote__V1__OrderState state;
   /*
-   * The order stream version of the event.
+   * The event's version on its stream: the order's, or `stream` when that is set.
    */
   int64_t stream_version;
   /*
    * A one-line human-readable summary, e.g. "Refunded EUR 12.00 (2 x TSHIRT-RED-M)".
    */
   char *summary;
+  /*
+   * The stream of an event about the order recorded outside the order's own stream: a payment
+   * (payment-<id>), one of its warehouse tasks (task-<id>), a stock item holding one of its
+   * reservations (stock-<sku>@<location>). Empty for the order's own events. Only
+   * Orders.GetOrder (read from the log) lists such events; the Query read model's timeline holds
+   * the order's own.
+   */
+  char *stream;
 };
 #define TOTE__V1__TIMELINE_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tote__v1__timeline_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, NULL, TOTE__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, NULL, TOTE__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
