@@ -96,6 +96,14 @@ public final class CommandRunner: Sendable {
                 // writes nothing, so the next command on its streams need not wait for the check.
                 release(held)
                 guard try await unit.decisionStands() || attempt >= configuration.maxAttempts else { continue }
+                // A repeat of a command that succeeded before may be refused by the state it
+                // moved on to (an AddLine replayed after checkout, an edit replayed with its now
+                // stale expected version): it answers as the first time did. Failures of the
+                // store itself are reported as they are.
+                if !commandID.isEmpty, !(error is CancellationError), !(error is EventStoreError),
+                   let stored = try? await store.processedResult(commandID: commandID) {
+                    return CommandOutcome(reply: try stored.reply.map { try Reply(serializedBytes: $0) } ?? Reply(), append: stored)
+                }
                 throw error
             }
             let appends = unit.appends()

@@ -81,8 +81,14 @@ func readyCheckout(_ client: ClientConnection, lines: [String: UInt32], token: S
         add.quantity = quantity
         _ = try await client.unary(CartAPI.addLine, add, options: command())
     }
+    return try await readyCheckout(client, cartID: cart.cart.cartID, token: token)
+}
+
+/// Checks out an existing cart: addresses, standard shipping and a card; returns the ready
+/// checkout's id.
+func readyCheckout(_ client: ClientConnection, cartID: String, token: String = "tok_visa_4242") async throws -> String {
     var start = Tote_V1_StartCheckoutRequest()
-    start.cartID = cart.cart.cartID
+    start.cartID = cartID
     let checkout = try await client.unary(CheckoutAPI.startCheckout, start, options: command())
     let id = checkout.checkout.checkoutID
     var address = Tote_V1_SetShippingAddressRequest()
@@ -216,6 +222,32 @@ struct PurchaseTests {
         let refused = await rpcError { _ = try await placeOrder(shopper, checkoutID: second) }
         #expect(refused?.code == .failedPrecondition)
         #expect(refused?.errorInfo?.metadata["available"] == "1")
+        await shopper.close()
+    }
+
+    @Test("a command replayed with its key after its state moved on answers as the first time, not with the refusal of the new state")
+    func replayAfterTheStateMovedOn() async throws {
+        let node = try await Node.start()
+        defer { Task { await node.stop() } }
+        try await seedCatalog(node, skus: ["CAP": 900], stock: 5)
+        let shopper = try await node.connect(apiKey: Keys.storefront)
+        var create = Tote_V1_CreateCartRequest()
+        create.currency = "EUR"
+        create.customerID = "customer-replay"
+        let cart = try await shopper.unary(CartAPI.createCart, create, options: command())
+        var add = Tote_V1_AddLineRequest()
+        add.cartID = cart.cart.cartID
+        add.sku = "CAP"
+        add.quantity = 1
+        let first = try await shopper.unary(CartAPI.addLine, add, options: command("add-cap-1"))
+        _ = try await placeOrder(shopper, checkoutID: try await readyCheckout(shopper, cartID: cart.cart.cartID))
+
+        // The client lost the first answer and retries after the cart was checked out.
+        let again = try await shopper.unary(CartAPI.addLine, add, options: command("add-cap-1"))
+        #expect(again == first)
+        // A new key is a new command, and the checked-out cart refuses it.
+        let refused = await rpcError { _ = try await shopper.unary(CartAPI.addLine, add, options: command("add-cap-2")) }
+        #expect(refused?.code == .failedPrecondition, "\(String(describing: refused))")
         await shopper.close()
     }
 
