@@ -7,6 +7,13 @@
 #       starts `tote serve --listen 127.0.0.1:0` (a free port, read from its "listening on"
 #       line) with generated API keys, runs the checks against it, and stops it afterwards.
 #
+# The purchase (tote-purchase: cart, checkout, PlaceOrder, AuthorizePayment) needs a server with a
+# database and a catalog: set TOTE_TEST_PURCHASE_SKU to a SKU in stock there, e.g. against
+# `tote dev` (its demo catalog has P0-BLACK-L):
+#   TOTE_TEST_ADDR=127.0.0.1:7700 TOTE_TEST_STOREFRONT_KEY=dev-storefront-key-0001 \
+#     TOTE_TEST_PURCHASE_SKU=P0-BLACK-L tools/c-client-test.sh
+# Without it the purchase is skipped (with the reason printed) and only its refusals are checked.
+#
 # Prints one line per check and, last, "N passed, M failed"; exits non-zero if any check failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -136,6 +143,24 @@ check "an unknown method is UNIMPLEMENTED (exit 2)" 2 '' '^error: UNIMPLEMENTED:
   "$bin/tote-echo" "${conn[@]}" "${key[@]}" --method "tote.v1.Diagnostics/NoSuchMethod" x
 check "a deadline shorter than the server's delay is DEADLINE_EXCEEDED (exit 2)" 2 '' '^error: DEADLINE_EXCEEDED: ' -- \
   "$bin/tote-echo" --host "$host" --port "$port" --timeout-ms 300 "${key[@]}" --delay-ms 3000 slow
+check "tote-purchase without --sku is a usage error (exit 64)" 64 '' '--sku' -- \
+  "$bin/tote-purchase" "${conn[@]}" "${key[@]}"
+check "tote-purchase with a bad API key is UNAUTHENTICATED (exit 2)" 2 '' '^error: UNAUTHENTICATED: ' -- \
+  "$bin/tote-purchase" "${conn[@]}" --key "not-a-valid-key-0000000000" --sku C-TEST-NO-SUCH-SKU:1
+# Without a database the commerce services are not served (UNIMPLEMENTED); with one, the SKU is
+# unknown (NOT_FOUND). Either way: "error: CODE: message" and exit 2.
+check "tote-purchase of an unknown SKU fails with the status (exit 2)" 2 '' '^error: (UNIMPLEMENTED|NOT_FOUND): ' -- \
+  "$bin/tote-purchase" "${conn[@]}" "${key[@]}" --sku C-TEST-NO-SUCH-SKU:1
+if [ -n "${TOTE_TEST_PURCHASE_SKU:-}" ]; then
+  check "tote-purchase buys $TOTE_TEST_PURCHASE_SKU: order id on stdout, payment AUTHORIZED (exit 0)" 0 \
+    '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' 'payment .* AUTHORIZED' -- \
+    "$bin/tote-purchase" "${conn[@]}" "${key[@]}" --sku "$TOTE_TEST_PURCHASE_SKU:1"
+  check "tote-purchase with a declined card: order placed, payment FAILED (exit 1)" 1 \
+    '^[0-9a-f-]{36}$' 'payment .* FAILED' -- \
+    "$bin/tote-purchase" "${conn[@]}" "${key[@]}" --sku "$TOTE_TEST_PURCHASE_SKU:1" --card tok_visa_0002
+else
+  echo "skip - a purchase with tote-purchase: set TOTE_TEST_PURCHASE_SKU to a SKU in stock on the server (tote serve --server here has no database, so no catalog; DevRunTests buys against tote dev)"
+fi
 if closed=$(closed_port); then
   check "connecting to a closed port exits 3" 3 '' '^error: ' -- \
     "$bin/tote-health" --host 127.0.0.1 --port "$closed" --timeout-ms 2000 "${key[@]}"

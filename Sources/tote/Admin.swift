@@ -59,11 +59,14 @@ struct AdminOptions: ParsableArguments {
         }
     }
 
-    /// Options of a command: a fresh idempotency key unless the caller gives one (a script that
-    /// retries passes the same key and cannot act twice).
+    /// Options of an intervention: a fresh idempotency key unless the caller gives one (a script
+    /// that retries passes the same key and cannot act twice), and the operator's id as the call's
+    /// `actor-id` metadata, so that the log records the operator as the actor also of commands
+    /// whose request names no actor (a reservation released by hand).
     func command(_ options: CallOptions, key: String?) -> CallOptions {
         var options = options
         options.idempotencyKey = key ?? UUID().uuidString
+        options.metadata["actor-id"] = actor.id
         return options
     }
 
@@ -280,7 +283,7 @@ struct OrdersList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "orders", abstract: "Find orders by customer, or by state and age.")
     @OptionGroup var admin: AdminOptions
     @Option(help: "A customer's orders, newest first.") var customer: String?
-    @Option(help: "Orders in this state (placed, paid, picking, packed, shipped, delivered, cancelled, refunded, disputed).") var state: String?
+    @Option(help: "Orders in this state (placed, paid, picking, packed, shipped, delivered, cancelled, refunded, partially_refunded, disputed).") var state: String?
     @Option(help: "Only orders in that state for longer than this (e.g. 30m, 2h, 1d).") var olderThan: String?
     @Option(help: "Page size.") var limit: Int = 50
 
@@ -471,14 +474,22 @@ enum AdminFormat {
         return formatter.string(from: date)
     }
 
-    /// "PAID" for `.paid`: the wire enum's name without its prefix.
+    /// "PAID" for `.paid`, "PARTIALLY_REFUNDED" for `.partiallyRefunded`: the wire enum's name
+    /// without its prefix.
     static func name(_ value: some SwiftProtobuf.Enum) -> String {
-        String(describing: value).trimmingCharacters(in: CharacterSet(charactersIn: ".")).uppercased()
+        var out = ""
+        for character in String(describing: value).trimmingCharacters(in: CharacterSet(charactersIn: ".")) {
+            if character.isUppercase && !out.isEmpty { out += "_" }
+            out += character.uppercased()
+        }
+        return out
     }
 
     static func orderState(_ text: String) -> Tote_V1_OrderState? {
-        let wanted = text.lowercased().replacingOccurrences(of: "order_state_", with: "")
-        return Tote_V1_OrderState.allCases.first { name($0).lowercased() == wanted && $0 != .unspecified }
+        // "partially_refunded", "PARTIALLY_REFUNDED", "order_state_partially_refunded" or "partiallyrefunded".
+        func plain(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "_", with: "") }
+        let wanted = plain(text.lowercased().replacingOccurrences(of: "order_state_", with: ""))
+        return Tote_V1_OrderState.allCases.first { plain(name($0)) == wanted && $0 != .unspecified }
     }
 
     /// Microseconds of "45s", "30m", "2h" or "1d".

@@ -700,6 +700,11 @@ int tote_conn_failed(const tote_conn *c) { return !c || c->failed; }
 
 int tote_unary(tote_conn *c, const char *method, const uint8_t *request, size_t len, int timeout_ms,
                uint8_t **response, size_t *response_len, tote_status *status) {
+    return tote_unary_idempotent(c, method, NULL, request, len, timeout_ms, response, response_len, status);
+}
+
+int tote_unary_idempotent(tote_conn *c, const char *method, const char *idempotency_key, const uint8_t *request,
+                          size_t len, int timeout_ms, uint8_t **response, size_t *response_len, tote_status *status) {
     tote_status scratch;
     tote_status *st = status ? status : &scratch;
     set_status(st, TOTE_OK, "%s", "");
@@ -731,6 +736,7 @@ int tote_unary(tote_conn *c, const char *method, const uint8_t *request, size_t 
     Tote__V1__CallHeaders headers = TOTE__V1__CALL_HEADERS__INIT;
     headers.method = (char *)method;
     headers.auth_token = c->api_key;
+    if (idempotency_key) headers.idempotency_key = (char *)idempotency_key;
     headers.timeout_micros = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000u : 0;
     size_t hlen = tote__v1__call_headers__get_packed_size(&headers);
     if (hlen > c->peer_max_frame_size) {

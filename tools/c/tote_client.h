@@ -92,6 +92,12 @@ int tote_connect(const char *host, int port, const char *api_key, int timeout_ms
 int tote_unary(tote_conn *conn, const char *method, const uint8_t *request, size_t len,
                int timeout_ms, uint8_t **response, size_t *response_len, tote_status *status);
 
+/* tote_unary with CallHeaders.idempotency_key set to `idempotency_key` (NULL or "": none). Every
+ * command of the commerce services needs one (docs/PROTOCOL.md): a repeat of the same key on the
+ * same method gets the first call's reply instead of acting twice. */
+int tote_unary_idempotent(tote_conn *conn, const char *method, const char *idempotency_key, const uint8_t *request,
+                          size_t len, int timeout_ms, uint8_t **response, size_t *response_len, tote_status *status);
+
 /* 1 while the connection can take new calls; 0 once it failed (I/O error, protocol error, an
  * error GOAWAY) or the server announced a graceful shutdown. */
 int tote_conn_usable(const tote_conn *conn);
