@@ -35,14 +35,14 @@ public struct ReadSide: Sendable {
         let search: CatalogQueryHandlers.Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse> = { reader, request in
             try CatalogQuery.search(reader, request: request)
         }
-        let suggest: CatalogQueryHandlers.Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse> = { reader, request in
-            try Autocomplete.suggest(reader, request: request)
-        }
         var wait: (@Sendable (LogPosition, Duration) async -> Void)?
         if let watch = projector?.watch {
             wait = { token, timeout in _ = await watch.wait(until: token, timeout: timeout) }
         }
-        return QueryService(source: directory, catalog: CatalogQueryHandlers(searchCatalog: search, autocomplete: suggest), waitForAdvance: wait)
+        var catalog = CatalogQueryHandlers(searchCatalog: search)
+        // The common answer is a slice of one stored value, sent without decoding.
+        catalog.autocompleteEncoded = { reader, request in try Autocomplete.suggestEncoded(reader, request: request) }
+        return QueryService(source: directory, catalog: catalog, waitForAdvance: wait)
     }
 
     /// Builds a fresh generation from position zero beside the live one and switches the query

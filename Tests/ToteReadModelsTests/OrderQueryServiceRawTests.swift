@@ -34,13 +34,14 @@ struct OrderQueryServiceRawTests {
         #expect(Array(payload.readableBytesView) == stored)
     }
 
-    @Test("every Query method name is declared once; only the order views are registered without catalog handlers")
+    @Test("every Query method name is declared once; without catalog handlers the order views, product pages and category tree are registered")
     func registeredMethods() {
         var router = RPCRouter()
         QueryService(source: OrderTestSource()).register(into: &router)
         #expect(Set(QueryAPI.methodNames).count == 7)
         let registered = QueryAPI.methodNames.filter { router.route(for: $0) != nil }
-        #expect(registered == [QueryAPI.getOrderView.fullName, QueryAPI.listCustomerOrders.fullName, QueryAPI.listOrdersByState.fullName])
+        #expect(registered == [QueryAPI.getProduct.fullName, QueryAPI.getCategoryTree.fullName, QueryAPI.getOrderView.fullName,
+                               QueryAPI.listCustomerOrders.fullName, QueryAPI.listOrdersByState.fullName])
         #expect(router.route(for: QueryAPI.listOrdersByState.fullName)?.roles == [.operator])
         #expect(router.serviceNames == ["tote.v1.Query"])
     }

@@ -26,8 +26,45 @@ public enum Autocomplete {
         return map
     }()
 
+    /// What an answer is made of: a stored slice (already the encoded response) or ranked
+    /// candidates.
+    enum Answer {
+        case encoded([UInt8])
+        case ranked([AutocompleteTop.Candidate])
+    }
+
     /// Answers one autocomplete request from one snapshot.
     public static func suggest(_ reader: some ReadModelReader, request: Tote_V1_AutocompleteRequest) throws -> Tote_V1_AutocompleteResponse {
+        switch try answer(reader, request) {
+        case .encoded(let bytes):
+            return try Tote_V1_AutocompleteResponse(serializedBytes: bytes)
+        case .ranked(let candidates):
+            var response = Tote_V1_AutocompleteResponse()
+            response.suggestions = candidates.map { c in
+                var s = Tote_V1_Suggestion()
+                s.kind = Tote_V1_SuggestionKind(rawValue: Int(c.entry.kind)) ?? .unspecified
+                s.text = String(decoding: c.entry.text, as: UTF8.self)
+                s.id = String(decoding: c.entry.ref, as: UTF8.self)
+                s.fuzzy = c.fuzzy
+                s.score = c.score
+                return s
+            }
+            return response
+        }
+    }
+
+    /// The same answer as ``suggest(_:request:)``, as the encoded `tote.v1.AutocompleteResponse`
+    /// (the same bytes swift-protobuf writes). The common request (one token of up to 3
+    /// characters, no synonym, at most one kind) is one get whose value is sliced, never decoded.
+    public static func suggestEncoded(_ reader: some ReadModelReader, request: Tote_V1_AutocompleteRequest) throws -> [UInt8] {
+        switch try answer(reader, request) {
+        case .encoded(let bytes): return bytes
+        case .ranked(let candidates): return AutocompleteTop.encodeResponse(candidates)
+        }
+    }
+
+    /// The answer to `request`; `useTable: false` skips the prefix lists (tests compare both).
+    static func answer(_ reader: some ReadModelReader, _ request: Tote_V1_AutocompleteRequest, useTable: Bool = true) throws -> Answer {
         var v = Validator()
         v.require(request.prefix.count <= 100, "prefix", "at most 100 characters")
         for (i, k) in request.kinds.enumerated() {
@@ -37,73 +74,51 @@ public enum Autocomplete {
         let limit = request.limit == 0 ? defaultLimit : min(Int(request.limit), maxLimit)
         let kinds = Set(request.kinds.map { UInt8($0.rawValue) })
         let tokens = TextNormalizer.queryTokens(request.prefix)
-        var response = Tote_V1_AutocompleteResponse()
-        guard !tokens.isEmpty else { return response }
+        guard !tokens.isEmpty else { return .ranked([]) }
+        if useTable, tokens.count == 1, let fast = try AutocompleteTop.answer(reader, token: tokens[0], limit: limit, kinds: kinds, synonyms: synonyms[tokens[0]] ?? []) {
+            return fast
+        }
+        // The general path: several tokens, long tokens, or nothing matched exactly.
         var found = try candidates(reader, tokens, wide: false, kinds: kinds)
         if found.isEmpty { found = try candidates(reader, tokens, wide: true, kinds: kinds) }
 
         // Keep the best `limit` while reading: a candidate's score comes from the first bytes of its
         // record, and its text and id are decoded only when it can enter the kept list (most
         // candidates of a short prefix cannot). Same order as sorting every candidate.
-        var best: [Ranked] = []
+        var best: [AutocompleteTop.Candidate] = []
         best.reserveCapacity(limit + 1)
         for (key, fuzzy) in found {
             let kind = key[0]
-            let header: (score: Double, active: Bool)? = try reader.withValue(AutocompleteLayout.entities, key) { b in
+            let header: (units: UInt64, active: Bool)? = try reader.withValue(AutocompleteLayout.entities, key) { b in
                 guard b.count >= 15 else { return nil }
-                return ((Double(CatalogLayout.readU64(b, at: 0)) + 1) * (fuzzy ? 0.5 : 1), b[12] != 0)
+                return (CatalogLayout.readU64(b, at: 0), b[12] != 0)
             } ?? nil
             guard let header, header.active else { continue }
-            if best.count == limit, let last = best.last, header.score < last.score || (header.score == last.score && kind > last.kind) { continue }
-            guard let candidate = try reader.withValue(AutocompleteLayout.entities, key, { Ranked(bytes: $0, score: header.score, kind: kind, fuzzy: fuzzy) }) ?? nil else { continue }
+            let score = (Double(header.units) + 1) * (fuzzy ? 0.5 : 1)
+            if best.count == limit, let last = best.last, score < last.score || (score == last.score && kind > last.entry.kind) { continue }
+            guard let candidate = try reader.withValue(AutocompleteLayout.entities, key, { b -> AutocompleteTop.Candidate? in
+                guard let (text, ref) = Self.textAndRef(b) else { return nil }
+                return AutocompleteTop.Candidate(entry: .init(units: header.units, key: key, text: text, ref: ref), fuzzy: fuzzy)
+            }) ?? nil else { continue }
             let at = best.firstIndex { candidate.precedes($0) } ?? best.count
             if at < limit {
                 best.insert(candidate, at: at)
                 if best.count > limit { best.removeLast() }
             }
         }
-        response.suggestions = best.map { r in
-            var s = Tote_V1_Suggestion()
-            s.kind = Tote_V1_SuggestionKind(rawValue: Int(r.kind)) ?? .unspecified
-            s.text = r.text
-            s.id = r.ref
-            s.fuzzy = r.fuzzy
-            s.score = r.score
-            return s
-        }
-        return response
+        return .ranked(best)
     }
 
-    /// A candidate suggestion: what ranks it (score, kind, text, id) and its fuzzy flag.
-    private struct Ranked {
-        var score: Double
-        var kind: UInt8
-        var text: String
-        var ref: String
-        var fuzzy: Bool
-
-        /// Decodes text and id from an entity record (see ``AutocompleteEntity/bytes``), skipping its tokens.
-        init?(bytes b: UnsafeRawBufferPointer, score: Double, kind: UInt8, fuzzy: Bool) {
-            guard b.count >= 15 else { return nil }
-            var i = 13
-            let tn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
-            guard i + tn + 2 <= b.count else { return nil }
-            text = String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<(i + tn)]), as: UTF8.self); i += tn
-            let rn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
-            guard i + rn <= b.count else { return nil }
-            ref = String(decoding: UnsafeRawBufferPointer(rebasing: b[i..<(i + rn)]), as: UTF8.self)
-            self.score = score
-            self.kind = kind
-            self.fuzzy = fuzzy
-        }
-
-        /// Higher score first, then kind, text and id ascending.
-        func precedes(_ other: Ranked) -> Bool {
-            if score != other.score { return score > other.score }
-            if kind != other.kind { return kind < other.kind }
-            if text != other.text { return text < other.text }
-            return ref < other.ref
-        }
+    /// Text and id of an entity record (see ``AutocompleteEntity/bytes``), skipping its tokens.
+    private static func textAndRef(_ b: UnsafeRawBufferPointer) -> ([UInt8], [UInt8])? {
+        guard b.count >= 15 else { return nil }
+        var i = 13
+        let tn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
+        guard i + tn + 2 <= b.count else { return nil }
+        let text = Array(b[i..<(i + tn)]); i += tn
+        let rn = Int(b[i]) << 8 | Int(b[i + 1]); i += 2
+        guard i + rn <= b.count else { return nil }
+        return (text, Array(b[i..<(i + rn)]))
     }
 
     /// Entity keys matching every token, each with whether any token matched only fuzzily.

@@ -17,8 +17,11 @@ public enum AutocompleteLayout {
     /// product id → `tote.v1.Product` (status and details only): what the product's entity,
     /// brand and categories were derived from.
     public static let products = "autocomplete.products"
+    /// table (0 all kinds, else the kind) · normalized prefix → the best entities under it as an
+    /// encoded response (``AutocompleteTop``); plus the alphabet record.
+    public static let top = "autocomplete.top"
     /// Every database of the model.
-    public static let all = [entities, terms, dictionary, products]
+    public static let all = [entities, terms, dictionary, products, top]
 
     static func entityKey(_ kind: Tote_V1_SuggestionKind, _ id: String) -> [UInt8] { [UInt8(kind.rawValue)] + Array(id.utf8) }
     static func term(_ token: String, _ entity: [UInt8]) -> [UInt8] { Array(token.utf8) + [0] + entity }
@@ -88,16 +91,30 @@ public struct AutocompleteProjection: Projection {
         try apply(stream: event.stream, data: event.data, to: &store)
     }
 
+    /// Applies the events one by one to entities, terms and dictionary, noting which entities
+    /// changed; then rewrites each prefix list those entities are (or were) in once.
+    public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
+        var changes = AutocompleteTop.Changes()
+        for event in events { try apply(stream: event.stream, data: event.data, &store, &changes) }
+        try AutocompleteTop.flush(changes, &store)
+    }
+
     /// The projection over a stream name and the event's envelope bytes.
     public func apply<W: ReadModelWriter>(stream: String, data: [UInt8], to store: inout W) throws {
+        var changes = AutocompleteTop.Changes()
+        try apply(stream: stream, data: data, &store, &changes)
+        try AutocompleteTop.flush(changes, &store)
+    }
+
+    private func apply<W: ReadModelWriter>(stream: String, data: [UInt8], _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         if stream.hasPrefix("product-") {
-            try applyProduct(try Tote_V1_ProductEvent(serializedBytes: data), &store)
+            try applyProduct(try Tote_V1_ProductEvent(serializedBytes: data), &store, &changes)
         } else if stream.hasPrefix("category-") {
-            try applyCategory(try Tote_V1_CategoryEvent(serializedBytes: data), &store)
+            try applyCategory(try Tote_V1_CategoryEvent(serializedBytes: data), &store, &changes)
         } else if stream.hasPrefix("order-") {
             let e = try Tote_V1_OrderEvent(serializedBytes: data)
             if case .orderPlaced(let placed)? = e.event {
-                for line in placed.lines where line.quantity > 0 { try addUnits(UInt64(line.quantity), product: line.productID, &store) }
+                for line in placed.lines where line.quantity > 0 { try addUnits(UInt64(line.quantity), product: line.productID, &store, &changes) }
             }
         }
     }
@@ -109,9 +126,10 @@ public struct AutocompleteProjection: Projection {
     }
 
     /// Stores `entity`, moving its term entries from what the old record had to what it has now.
-    private func put<W: ReadModelWriter>(_ key: [UInt8], _ entity: AutocompleteEntity, _ store: inout W) throws {
+    private func put<W: ReadModelWriter>(_ key: [UInt8], _ entity: AutocompleteEntity, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         let old = try Self.entity(key, store)
         if old == entity { return }
+        changes.note(key, old: old, new: entity)
         let oldTokens = old.map { $0.active ? $0.tokens : [] } ?? []
         let newTokens = entity.active ? entity.tokens : []
         for t in oldTokens where !newTokens.contains(t) {
@@ -131,20 +149,20 @@ public struct AutocompleteProjection: Projection {
         if n <= 0 { try store.delete(AutocompleteLayout.dictionary, key) } else { try store.put(AutocompleteLayout.dictionary, key, CatalogLayout.u32(UInt32(n))) }
     }
 
-    private func modify<W: ReadModelWriter>(_ key: [UInt8], _ store: inout W, _ change: (inout AutocompleteEntity) -> Void) throws {
+    private func modify<W: ReadModelWriter>(_ key: [UInt8], _ store: inout W, _ changes: inout AutocompleteTop.Changes, _ change: (inout AutocompleteEntity) -> Void) throws {
         var e = try Self.entity(key, store) ?? AutocompleteEntity()
         change(&e)
-        try put(key, e, &store)
+        try put(key, e, &store, &changes)
     }
 
-    private func addScore<W: ReadModelWriter>(_ key: [UInt8], _ delta: Int64, _ store: inout W) throws {
+    private func addScore<W: ReadModelWriter>(_ key: [UInt8], _ delta: Int64, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         guard delta != 0 else { return }
-        try modify(key, &store) { e in e.score = UInt64(max(0, Int64(e.score) + delta)) }
+        try modify(key, &store, &changes) { e in e.score = UInt64(max(0, Int64(e.score) + delta)) }
     }
 
     // MARK: Products
 
-    private func applyProduct<W: ReadModelWriter>(_ event: Tote_V1_ProductEvent, _ store: inout W) throws {
+    private func applyProduct<W: ReadModelWriter>(_ event: Tote_V1_ProductEvent, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         let productID: String
         switch event.event {
         case .productCreated(let e)?: productID = e.productID
@@ -169,7 +187,7 @@ public struct AutocompleteProjection: Projection {
 
         let productKey = AutocompleteLayout.entityKey(.product, productID)
         let units = Int64(try Self.entity(productKey, store)?.score ?? 0)
-        try modify(productKey, &store) { e in
+        try modify(productKey, &store, &changes) { e in
             e.active = new.status == .published
             e.text = new.details.name
             e.ref = productID
@@ -185,18 +203,18 @@ public struct AutocompleteProjection: Projection {
         let wasCounted = old?.status == .published && !oldBrand.isEmpty
         let isCounted = new.status == .published && !newBrand.isEmpty
         if oldBrand != newBrand {
-            if !oldBrand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, oldBrand), -units, &store) }
-            if !newBrand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, newBrand), units, &store) }
+            if !oldBrand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, oldBrand), -units, &store, &changes) }
+            if !newBrand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, newBrand), units, &store, &changes) }
         }
         if wasCounted && (!isCounted || oldBrand != newBrand) {
-            try modify(AutocompleteLayout.entityKey(.brand, oldBrand), &store) { e in
+            try modify(AutocompleteLayout.entityKey(.brand, oldBrand), &store, &changes) { e in
                 e.count = e.count > 0 ? e.count - 1 : 0
                 e.active = e.count > 0
             }
         }
         if isCounted && (!wasCounted || oldBrand != newBrand) {
             let display = new.details.brand.trimmingCharacters(in: .whitespaces)
-            try modify(AutocompleteLayout.entityKey(.brand, newBrand), &store) { e in
+            try modify(AutocompleteLayout.entityKey(.brand, newBrand), &store, &changes) { e in
                 e.count += 1
                 e.active = true
                 if e.text.isEmpty { e.text = display }
@@ -206,8 +224,8 @@ public struct AutocompleteProjection: Projection {
         }
         // Categories: popularity of the products listed directly in them.
         let oldCategories = Set(old?.details.categorySlugs ?? []), newCategories = Set(new.details.categorySlugs)
-        for c in oldCategories.subtracting(newCategories).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), -units, &store) }
-        for c in newCategories.subtracting(oldCategories).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), units, &store) }
+        for c in oldCategories.subtracting(newCategories).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), -units, &store, &changes) }
+        for c in newCategories.subtracting(oldCategories).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), units, &store, &changes) }
     }
 
     /// The details fields autocomplete needs.
@@ -220,27 +238,27 @@ public struct AutocompleteProjection: Projection {
         return k
     }
 
-    private func addUnits<W: ReadModelWriter>(_ units: UInt64, product productID: String, _ store: inout W) throws {
-        try addScore(AutocompleteLayout.entityKey(.product, productID), Int64(units), &store)
+    private func addUnits<W: ReadModelWriter>(_ units: UInt64, product productID: String, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
+        try addScore(AutocompleteLayout.entityKey(.product, productID), Int64(units), &store, &changes)
         guard let record = try store.get(AutocompleteLayout.products, Array(productID.utf8)).map({ try Tote_V1_Product(serializedBytes: $0) }) else { return }
         let brand = AutocompleteLayout.brandID(record.details.brand)
-        if !brand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, brand), Int64(units), &store) }
-        for c in Set(record.details.categorySlugs).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), Int64(units), &store) }
+        if !brand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, brand), Int64(units), &store, &changes) }
+        for c in Set(record.details.categorySlugs).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), Int64(units), &store, &changes) }
     }
 
     // MARK: Categories
 
-    private func applyCategory<W: ReadModelWriter>(_ event: Tote_V1_CategoryEvent, _ store: inout W) throws {
+    private func applyCategory<W: ReadModelWriter>(_ event: Tote_V1_CategoryEvent, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         switch event.event {
         case .categoryCreated(let e)?:
-            try modify(AutocompleteLayout.entityKey(.category, e.categoryID), &store) { c in
+            try modify(AutocompleteLayout.entityKey(.category, e.categoryID), &store, &changes) { c in
                 c.active = true
                 c.text = e.name
                 c.ref = e.slug.isEmpty ? e.categoryID : e.slug
                 c.tokens = TextNormalizer.tokens(e.name)
             }
         case .categoryRenamed(let e)?:
-            try modify(AutocompleteLayout.entityKey(.category, e.categoryID), &store) { c in
+            try modify(AutocompleteLayout.entityKey(.category, e.categoryID), &store, &changes) { c in
                 c.text = e.name
                 c.tokens = TextNormalizer.tokens(e.name)
             }

@@ -14,6 +14,10 @@ public struct CatalogQueryHandlers: Sendable {
 
     public var searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>?
     public var autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>?
+    /// Autocomplete answering the encoded `tote.v1.AutocompleteResponse`, sent as is (e.g.
+    /// `Autocomplete.suggestEncoded`, whose common answer is a slice of one stored value); when
+    /// set it serves the method instead of ``autocomplete``.
+    public var autocompleteEncoded: Handler<Tote_V1_AutocompleteRequest, [UInt8]>? = nil
 
     public init(
         searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>? = nil,
@@ -104,6 +108,11 @@ public struct QueryService: RPCService, Sendable {
     static let getCategoryTreeEncoded = MethodDescriptor<Tote_V1_GetCategoryTreeRequest, Google_Protobuf_Empty>(
         service: QueryAPI.getCategoryTree.service, name: QueryAPI.getCategoryTree.name, kind: .unary, roles: QueryAPI.getCategoryTree.roles)
 
+    /// Autocomplete as registered with an encoded handler: the answer's bytes, verbatim (as
+    /// ``getOrderViewEncoded``). Clients use ``QueryAPI/autocomplete``.
+    static let autocompleteEncoded = MethodDescriptor<Tote_V1_AutocompleteRequest, Google_Protobuf_Empty>(
+        service: QueryAPI.autocomplete.service, name: QueryAPI.autocomplete.name, kind: .unary, roles: QueryAPI.autocomplete.roles)
+
     public func register(into router: inout RPCRouter) {
         router.register(Self.getOrderViewEncoded, unary: { request, context in
             let bytes = try await query(context) { reader in try OrderQueries.orderView(reader, orderID: request.orderID) }
@@ -137,7 +146,12 @@ public struct QueryService: RPCService, Sendable {
         if let handler = catalog.searchCatalog {
             router.register(QueryAPI.searchCatalog, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
-        if let handler = catalog.autocomplete {
+        if let handler = catalog.autocompleteEncoded {
+            // The answer's bytes become the unknown fields of an Empty and go out verbatim.
+            router.register(Self.autocompleteEncoded, unary: { request, context in
+                try Google_Protobuf_Empty(serializedBytes: try await query(context) { try handler($0, request) })
+            })
+        } else if let handler = catalog.autocomplete {
             router.register(QueryAPI.autocomplete, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
     }
