@@ -93,6 +93,15 @@ public enum FrameEncoder {
         buffer.writeInteger(streamID)
     }
 
+    /// Writes a frame header at `index` (in spare room before a payload), leaving the indices alone.
+    @inlinable
+    public static func setHeader(type: FrameType, flags: FrameFlags, streamID: StreamID, length: Int, at index: Int, in buffer: inout ByteBuffer) {
+        buffer.setInteger(UInt32(length), at: index)
+        buffer.setInteger(type.rawValue, at: index + 4)
+        buffer.setInteger(flags.rawValue, at: index + 5)
+        buffer.setInteger(streamID, at: index + 6)
+    }
+
     /// Appends a frame whose payload is a serialized protobuf message, writing the payload in place.
     public static func write(type: FrameType, flags: FrameFlags, streamID: StreamID, payload bytes: some Collection<UInt8>, into buffer: inout ByteBuffer) {
         writeHeader(type: type, flags: flags, streamID: streamID, length: bytes.count, into: &buffer)

@@ -55,6 +55,12 @@ public struct ServerConnectionStateMachine: Sendable {
     private var streams: StreamTable
     /// The highest stream id the client has opened.
     public private(set) var highestStreamID: StreamID = 0
+    /// The last few distinct HEADERS payloads and what they decoded to (see ``decodeHeaders(_:)``).
+    private var recentHeaders: [(bytes: ByteBuffer, headers: Tote_V1_CallHeaders)] = []
+    /// How many distinct HEADERS payloads ``recentHeaders`` keeps.
+    static let recentHeadersLimit = 4
+    /// Larger HEADERS payloads (big metadata) are decoded every time, never kept.
+    static let recentHeadersMaxBytes = 1024
 
     public init(settings: ConnectionSettings) {
         self.localSettings = settings
@@ -176,7 +182,7 @@ public struct ServerConnectionStateMachine: Sendable {
         }
         let headers: Tote_V1_CallHeaders
         do {
-            headers = try Tote_V1_CallHeaders(buffer: frame.payload)
+            headers = try decodeHeaders(frame.payload)
         } catch {
             return .rejectCall(id, RPCError(.invalidArgument, "malformed call headers: \(error)"))
         }
@@ -192,6 +198,28 @@ public struct ServerConnectionStateMachine: Sendable {
         let endStream = frame.flags.contains(.endStream)
         streams.open(id, peerWindow: peerSettings.initialWindow, inboundOpen: !endStream)
         return .openCall(id, headers, endStream: endStream)
+    }
+
+    /// Decodes a HEADERS payload. A client usually sends the same bytes for every call of a
+    /// method (same name, API key, options), so the last few distinct payloads that decoded are
+    /// kept with their result: a payload equal byte for byte to one of them reuses its decoded
+    /// value (strings shared, nothing allocated) instead of decoding again. Only successful
+    /// decodes are kept, so a malformed payload is always rejected.
+    mutating func decodeHeaders(_ payload: ByteBuffer) throws -> Tote_V1_CallHeaders {
+        for index in recentHeaders.indices where recentHeaders[index].bytes == payload {
+            return recentHeaders[index].headers
+        }
+        let headers = try Tote_V1_CallHeaders(buffer: payload)
+        guard payload.readableBytes <= Self.recentHeadersMaxBytes else { return headers }
+        // An own copy: the payload is a slice of the connection's inbound buffer.
+        let entry = (bytes: ByteBuffer(buffer: payload), headers: headers)
+        if recentHeaders.count < Self.recentHeadersLimit {
+            recentHeaders.append(entry)
+        } else {
+            recentHeaders.removeFirst()
+            recentHeaders.append(entry)
+        }
+        return headers
     }
 
     private mutating func receiveMessage(_ frame: Frame) -> InboundAction {

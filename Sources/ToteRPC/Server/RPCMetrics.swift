@@ -11,28 +11,39 @@ import ToteWire
 final class RPCMetrics: Sendable {
     static let shared = RPCMetrics()
 
-    private let counters = Mutex<[String: CoreMetrics.Counter]>([:])
-    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
+    /// A counter's key: no string is formatted per call to find it.
+    private struct CounterKey: Hashable {
+        var method: String
+        var code: Int32
+    }
+
+    private let handles = Mutex<(counters: [CounterKey: CoreMetrics.Counter], timers: [String: CoreMetrics.Timer])>(([:], [:]))
 
     /// Now, for ``record(method:code:startedAt:)``.
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     /// One call of `method` ended with `code`, `startedAt` being ``now()`` when it opened.
     func record(method: String, code: RPCError.Code, startedAt: UInt64) {
-        let key = "\(method) \(code.rawValue)"
-        let counter = counters.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = CoreMetrics.Counter(label: "tote_rpc_requests_total", dimensions: [("method", method), ("code", code.description)])
-            counters[key] = counter
-            return counter
+        let key = CounterKey(method: method, code: code.rawValue)
+        // One lock for both handles; they are created once per method and code.
+        let (counter, timer) = handles.withLock { handles in
+            let counter: CoreMetrics.Counter
+            if let existing = handles.counters[key] {
+                counter = existing
+            } else {
+                counter = CoreMetrics.Counter(label: "tote_rpc_requests_total", dimensions: [("method", method), ("code", code.description)])
+                handles.counters[key] = counter
+            }
+            let timer: CoreMetrics.Timer
+            if let existing = handles.timers[method] {
+                timer = existing
+            } else {
+                timer = CoreMetrics.Timer(label: "tote_rpc_duration_seconds", dimensions: [("method", method)])
+                handles.timers[method] = timer
+            }
+            return (counter, timer)
         }
         counter.increment()
-        let timer = timers.withLock { timers in
-            if let timer = timers[method] { return timer }
-            let timer = CoreMetrics.Timer(label: "tote_rpc_duration_seconds", dimensions: [("method", method)])
-            timers[method] = timer
-            return timer
-        }
         timer.recordNanoseconds(Int64(clamping: Self.now() &- startedAt))
     }
 }

@@ -48,6 +48,19 @@ public struct RPCRouter: Sendable {
         })
     }
 
+    /// Registers a unary method whose handler answers with the response message already
+    /// encoded (for example a read model's stored bytes), sent verbatim: nothing is decoded or
+    /// re-encoded on the way. The bytes must be a valid `Resp`; clients decode them as such.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        encodedUnary handler: @escaping @Sendable (Req, ServerContext) async throws -> [UInt8]
+    ) {
+        precondition(method.kind == .unary, "\(method.fullName) is not unary")
+        add(method, .unary { bytes, context in
+            ProtobufByteBuffer.framable(copying: try await handler(decode(Req.self, bytes), context))
+        })
+    }
+
     /// Registers a server-streaming method: one request, a stream of responses.
     public mutating func register<Req, Resp>(
         _ method: MethodDescriptor<Req, Resp>,

@@ -61,6 +61,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var closing = false
     /// Unconsumed request bytes across this connection's calls.
     private var bufferedInboundBytes = 0
+    /// Between `channelRead` and `channelReadComplete`: writes made now leave with the flush at
+    /// `channelReadComplete`, so no separate flush task is needed (see ``scheduleFlush()``).
+    private var reading = false
 
     /// The STATUS payload sent if a status cannot be encoded: fails closed, never as OK.
     private static let unencodableStatus: ByteBuffer = {
@@ -121,10 +124,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         var bytes = unwrapInboundIn(data)
         io.append(&bytes)
         keepalive.receivedData()
+        reading = true
         processInbound(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
         io.flushIfNeeded()
         context.fireChannelReadComplete()
     }
@@ -219,13 +224,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         // The relative deadline, clamped so that it converts to nanoseconds without overflow.
         let timeoutMicros: Int64? = headers.timeoutMicros > 0 ? Int64(min(headers.timeoutMicros, UInt64(Int64.max / 1000))) : nil
         let deadline = timeoutMicros.map { ContinuousClock.now + .microseconds($0) }
-        let correlationID = headers.correlationID.isEmpty ? "\(connectionID)-\(id)" : headers.correlationID
         let serverContext = ServerContext(
             method: headers.method,
             role: role,
             deadline: deadline,
             idempotencyKey: headers.idempotencyKey,
-            correlationID: correlationID,
+            correlation: headers.correlationID.isEmpty ? .generated(connectionID: connectionID, streamID: id) : .given(headers.correlationID),
             consistencyToken: headers.hasConsistencyToken ? headers.consistencyToken : nil,
             metadata: headers.metadata,
             remoteAddress: remoteAddress,
@@ -302,7 +306,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let serverContext = call.serverContext
         switch call.route.handler {
         case .unary(let handler):
-            call.task = spawn(id, serverContext) { try await handler(request, serverContext) }
+            call.task = spawnInline(id, serverContext) { try await handler(request, serverContext) }
         case .serverStreaming(let handler):
             let sink = sinkFor(id)
             call.task = spawn(id, serverContext) {
@@ -347,6 +351,38 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 outcome = .failure(mapHandlerError(error, serverContext))
             }
             eventLoop.execute { loopBound.value.finishCall(id, outcome) }
+        }
+    }
+
+    /// Runs a unary handler in a task that starts right here on the event loop
+    /// (`Task.immediate`) instead of being enqueued on the global executor. A handler that does
+    /// not suspend (a read-model point read) therefore completes within this call and its
+    /// response is written at once, in the same event-loop tick as the request was read: no
+    /// thread wake-up to start the task and none to hop back. A handler that suspends (awaits
+    /// I/O, a consistency wait, `offCooperativeThreads`) continues on the global executor from its
+    /// first suspension and hops back as ``spawn(_:_:_:)`` does.
+    ///
+    /// Handlers must not block: until their first suspension they hold the event loop, and with
+    /// it every connection on the loop. That rule already held for the cooperative pool.
+    private func spawnInline(
+        _ id: StreamID,
+        _ serverContext: ServerContext,
+        _ body: @escaping @Sendable () async throws -> ByteBuffer?
+    ) -> Task<Void, Never> {
+        let loopBound = NIOLoopBound(self, eventLoop: context!.eventLoop)
+        let eventLoop = context!.eventLoop
+        return Task.immediate {
+            let outcome: Result<ByteBuffer?, RPCError>
+            do {
+                outcome = .success(try await body())
+            } catch {
+                outcome = .failure(mapHandlerError(error, serverContext))
+            }
+            if eventLoop.inEventLoop {
+                loopBound.value.finishCall(id, outcome)
+            } else {
+                eventLoop.execute { loopBound.value.finishCall(id, outcome) }
+            }
         }
     }
 
@@ -429,6 +465,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             outcome = .failure(RPCError(.resourceExhausted, "response of \(response.readableBytes) bytes exceeds the client's MAX_FRAME_SIZE \(limit)"))
         }
         switch outcome {
+        case .success(var response?) where response.readerIndex >= Frame.headerSize && response.writableBytes >= Frame.headerSize:
+            // Encoded with framing room (ProtobufByteBuffer): MESSAGE header before the message,
+            // STATUS after it, in the same buffer; nothing copied.
+            _ = state.reserveOutboundMessage(on: id)  // the first message always has credit
+            let start = response.readerIndex - Frame.headerSize
+            FrameEncoder.setHeader(type: .message, flags: [], streamID: id, length: response.readableBytes, at: start, in: &response)
+            response.moveReaderIndex(to: start)
+            FrameEncoder.writeHeader(type: .status, flags: [], streamID: id, length: 0, into: &response)
+            io.write(response)
+            scheduleFlush()
         case .success(let response):
             var buffer = io.allocator.buffer(capacity: 2 * Frame.headerSize + (response?.readableBytes ?? 0))
             if var response {
@@ -569,7 +615,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         scheduleFlush()
     }
 
+    /// Makes sure what was written leaves soon: at the `channelReadComplete` that ends the
+    /// current read (the common case for unary calls answered inline), else at the end of this
+    /// event-loop tick.
     private func scheduleFlush() {
+        if reading { return }
         io.scheduleFlush()
     }
 
