@@ -4,6 +4,8 @@
 # its peer in the same run:
 #   - order-view and autocomplete point reads over Tote's wire protocol at 64 callers vs
 #     redis-benchmark -t get -c 64 -d <same size> against a private redis-server on loopback;
+#     Tote's load comes from tools/loadgen's tote-loadgen (a C epoll client in its own process,
+#     like redis-benchmark; built here with make), and again from the Swift client in-process;
 #   - a facet query vs the equivalent PostgreSQL GROUP BY query on the same data;
 #   - projection catch-up from position zero (events/s); live lag commit → visible.
 # Installs redis-server (apt) when missing, starts a private one on a free loopback port with no
@@ -54,6 +56,9 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
     echo "tote: commit $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain -- Sources Package.swift)" ] && echo ' + uncommitted changes in Sources/')"
 fi
 swift build -c release --package-path benchmarks --product ReadSideBench
+# The C load generator for the point reads (the counterpart of redis-benchmark).
+make -s -C tools/loadgen
+export TOTE_LOADGEN="$PWD/tools/loadgen/build/tote-loadgen"
 
 # A free loopback port for a private redis-server: no persistence, no other clients.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')

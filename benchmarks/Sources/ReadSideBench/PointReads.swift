@@ -1,5 +1,7 @@
 import BenchSupport
+import Dispatch
 import Foundation
+import Logging
 import ToteAPI
 import ToteReadModels
 import ToteRPC
@@ -7,18 +9,49 @@ import ToteServices
 
 /// Order-view and autocomplete point reads over the wire at N callers, each against
 /// `redis-benchmark -t get` with values of the same size in the same run.
+///
+/// Tote is measured twice: with `tools/loadgen`'s `tote-loadgen` (a single-threaded C epoll client
+/// in its own process, N connections with one call outstanding each, like redis-benchmark's N
+/// clients), which gives the ratio against redis since both peers then face the same kind of load
+/// generator; and with the Swift client inside this process (N callers over `--connections`
+/// connections), kept as a second row. The C client is found at `$TOTE_LOADGEN`, else at
+/// `tools/loadgen/build/tote-loadgen` under the working directory (run-readside.sh builds it);
+/// without it only the Swift row is measured and the ratio uses that.
 enum PointReads {
     struct Result {
         var name: String
+        /// Swift client, in this process.
         var tote: LoadResult
-        var redis: RedisResult?
+        /// tote-loadgen, in its own process.
+        var toteC: PeerResult?
+        var redis: PeerResult?
         var valueBytes: Int
+        var callers: Int
+        var connections: Int
 
+        /// The summary table's rows for this figure (two lines when tote-loadgen ran).
         var row: String {
-            let toteText = "\(formatFixed(tote.perSecond, 0)) QPS, p50 \(ms(tote.latency, 50)) / p99 \(ms(tote.latency, 99)) ms"
-            guard let redis else { return "| \(name) (\(valueBytes) B) | \(toteText) | (no redis) | — | ≥ 1.0× |" }
-            let ratio = tote.perSecond / redis.perSecond
-            return "| \(name) (\(valueBytes) B) | \(toteText) | redis GET \(formatFixed(redis.perSecond, 0)) QPS, p50 \(formatFixed(redis.p50, 3)) / p99 \(formatFixed(redis.p99, 3)) ms | \(formatFixed(ratio, 2))× | ≥ 1.0×: \(ratio >= 1 ? "met" : "missed") |"
+            let swiftText = "\(formatFixed(tote.perSecond, 0)) QPS, p50 \(ms(tote.latency, 50)) / p99 \(ms(tote.latency, 99)) ms"
+            let redisText = redis.map { "redis GET \(formatFixed($0.perSecond, 0)) QPS, p50 \(formatFixed($0.p50, 3)) / p99 \(formatFixed($0.p99, 3)) ms" } ?? "(no redis)"
+            func verdict(_ qps: Double) -> (String, String) {
+                guard let redis else { return ("—", "≥ 1.0×") }
+                let ratio = qps / redis.perSecond
+                return ("\(formatFixed(ratio, 2))×", "≥ 1.0×: \(ratio >= 1 ? "met" : "missed")")
+            }
+            let text: String
+            if let toteC {
+                let cText = "\(formatFixed(toteC.perSecond, 0)) QPS, p50 \(formatFixed(toteC.p50, 3)) / p99 \(formatFixed(toteC.p99, 3)) ms"
+                let (ratio, target) = verdict(toteC.perSecond)
+                let (swiftRatio, _) = verdict(tote.perSecond)
+                text = """
+                    | \(name) (\(valueBytes) B), C epoll client (tote-loadgen, \(callers) connections) | \(cText) | \(redisText) | \(ratio) | \(target) |
+                    | \(name) (\(valueBytes) B), Swift client in-process (\(callers) callers / \(connections) connections) | \(swiftText) | same | \(swiftRatio) | (reference) |
+                    """
+            } else {
+                let (ratio, target) = verdict(tote.perSecond)
+                text = "| \(name) (\(valueBytes) B), Swift client in-process (no tote-loadgen) | \(swiftText) | \(redisText) | \(ratio) | \(target) |"
+            }
+            return text
         }
     }
 
@@ -29,15 +62,39 @@ enum PointReads {
         }
         guard !viewSizes.contains(0) else { throw BenchError("an order has no view after catch-up") }
         let viewBytes = viewSizes.reduce(0, +) / viewSizes.count
-        let ids = orderIDs
+        let loadgen = try await LoadgenServer.start(readSide: readSide)
+        do {
+            let results = try await measure(options: options, readSide: readSide, connections: connections, ids: orderIDs,
+                                            viewBytes: viewBytes, loadgen: loadgen)
+            await loadgen.stop()
+            return results
+        } catch {
+            await loadgen.stop()
+            throw error
+        }
+    }
+
+    /// Both figures: each with the Swift client, tote-loadgen, then redis-benchmark.
+    static func measure(options: ReadSideBench.Options, readSide: ReadSide, connections: [ClientConnection], ids: [String],
+                        viewBytes: Int, loadgen: LoadgenServer) async throws -> [Result] {
+        let folder = FileManager.default.temporaryDirectory
+        let idsFile = folder.appendingPathComponent("readside-order-ids-\(getpid()).txt")
+        try (ids.joined(separator: "\n") + "\n").write(to: idsFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: idsFile) }
+
         let views = try await Load.run(connections: connections, callers: options.callers, seconds: options.seconds) { connection, rng in
             var request = Tote_V1_GetOrderViewRequest()
             request.orderID = ids[Int(rng.next() % UInt64(ids.count))]
             let view = try await connection.unary(QueryAPI.getOrderView, request)
             guard view.orderID == request.orderID else { throw BenchError("GetOrderView answered \(view.orderID) for \(request.orderID)") }
         }
-        print("order views: Tote \(formatFixed(views.perSecond, 0)) QPS, p50 \(ms(views.latency, 50)) ms, p99 \(ms(views.latency, 99)) ms (\(viewBytes) B views)")
-        let viewsRedis = try options.redisPort.map { try Redis.get(port: $0, valueBytes: viewBytes, keys: ids.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark) }
+        print("order views: Tote (Swift client) \(formatFixed(views.perSecond, 0)) QPS, p50 \(ms(views.latency, 50)) ms, p99 \(ms(views.latency, 99)) ms (\(viewBytes) B views)")
+        let viewsC = try await loadgen.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
+        if let r = viewsC { print("order views: Tote (tote-loadgen) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
+        var viewsRedis: PeerResult?
+        if let port = options.redisPort {
+            viewsRedis = try await Redis.get(port: port, valueBytes: viewBytes, keys: ids.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
+        }
         if let r = viewsRedis { print("order views: redis GET \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms (-d \(viewBytes))") }
 
         // Autocomplete: typed prefixes of brands, product nouns and categories.
@@ -51,19 +108,29 @@ enum PointReads {
             }
         }
         let suggestionBytes = suggestionSizes.reduce(0, +) / suggestionSizes.count
+        let prefixesFile = folder.appendingPathComponent("readside-prefixes-\(getpid()).txt")
+        try (prefixes.joined(separator: "\n") + "\n").write(to: prefixesFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: prefixesFile) }
         let suggestions = try await Load.run(connections: connections, callers: options.callers, seconds: options.seconds) { connection, rng in
             var request = Tote_V1_AutocompleteRequest()
             request.prefix = prefixes[Int(rng.next() % UInt64(prefixes.count))]
             let response = try await connection.unary(QueryAPI.autocomplete, request)
             guard !response.suggestions.isEmpty else { throw BenchError("no suggestion for \(request.prefix)") }
         }
-        print("autocomplete: Tote \(formatFixed(suggestions.perSecond, 0)) QPS, p50 \(ms(suggestions.latency, 50)) ms, p99 \(ms(suggestions.latency, 99)) ms (\(prefixes.count) prefixes, responses \(suggestionBytes) B on average)")
-        let suggestionsRedis = try options.redisPort.map { try Redis.get(port: $0, valueBytes: suggestionBytes, keys: prefixes.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark) }
+        print("autocomplete: Tote (Swift client) \(formatFixed(suggestions.perSecond, 0)) QPS, p50 \(ms(suggestions.latency, 50)) ms, p99 \(ms(suggestions.latency, 99)) ms (\(prefixes.count) prefixes, responses \(suggestionBytes) B on average)")
+        let suggestionsC = try await loadgen.run(method: "autocomplete", keysFile: prefixesFile.path, clients: options.callers, seconds: options.seconds)
+        if let r = suggestionsC { print("autocomplete: Tote (tote-loadgen) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
+        var suggestionsRedis: PeerResult?
+        if let port = options.redisPort {
+            suggestionsRedis = try await Redis.get(port: port, valueBytes: suggestionBytes, keys: prefixes.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
+        }
         if let r = suggestionsRedis { print("autocomplete: redis GET \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms (-d \(suggestionBytes))") }
 
         return [
-            Result(name: "GetOrderView, \(options.callers) callers", tote: views, redis: viewsRedis, valueBytes: viewBytes),
-            Result(name: "Autocomplete, \(options.callers) callers", tote: suggestions, redis: suggestionsRedis, valueBytes: suggestionBytes),
+            Result(name: "GetOrderView, \(options.callers) callers", tote: views, toteC: viewsC, redis: viewsRedis, valueBytes: viewBytes,
+                   callers: options.callers, connections: connections.count),
+            Result(name: "Autocomplete, \(options.callers) callers", tote: suggestions, toteC: suggestionsC, redis: suggestionsRedis,
+                   valueBytes: suggestionBytes, callers: options.callers, connections: connections.count),
         ]
     }
 
@@ -130,47 +197,109 @@ enum Load {
     }
 }
 
-/// redis-benchmark's figures for one run.
-struct RedisResult {
+/// A peer load generator's figures for one run (redis-benchmark or tote-loadgen): calls per
+/// second and latency percentiles in milliseconds.
+struct PeerResult: Sendable {
     var perSecond: Double
     var p50: Double
     var p99: Double
 }
 
+/// The query service on a second port of its own for tote-loadgen, with its own API key, plus the
+/// way to run the tool. Same `QueryService` over the same LMDB environment as the Swift-client
+/// server; a second server only because ReadSideBench.swift does not hand its port to this phase.
+final class LoadgenServer: Sendable {
+    let server: RPCServer
+    let port: Int
+    let key: String
+    let tool: String?
+
+    private init(server: RPCServer, port: Int, key: String, tool: String?) {
+        self.server = server
+        self.port = port
+        self.key = key
+        self.tool = tool
+    }
+
+    static func start(readSide: ReadSide) async throws -> LoadgenServer {
+        var router = RPCRouter()
+        readSide.queryService.register(into: &router)
+        var logger = Logger(label: "readside-bench-loadgen")
+        logger.logLevel = .critical
+        let key = "bench-loadgen-storefront-key-01"
+        let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5)), router: router,
+                               keyring: APIKeyring([key: .storefront]), logger: logger)
+        let port = try await server.start().port!
+        let candidate = ProcessInfo.processInfo.environment["TOTE_LOADGEN"] ?? "tools/loadgen/build/tote-loadgen"
+        let tool = FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+        if tool == nil { print("tote-loadgen not found at \(candidate) (make -C tools/loadgen): measuring with the Swift client only") }
+        return LoadgenServer(server: server, port: port, key: key, tool: tool)
+    }
+
+    /// Runs `tote-loadgen -t method` with `clients` connections (one call outstanding each, like
+    /// redis-benchmark's clients), 1 s of warm-up then `seconds`; nil without the tool. Throws if
+    /// any call failed or answered wrongly (the tool exits non-zero).
+    func run(method: String, keysFile: String, clients: Int, seconds: Double) async throws -> PeerResult? {
+        guard let tool else { return nil }
+        let output = try await runOffPool(tool, ["-h", "127.0.0.1", "-p", "\(port)", "-k", key, "-t", method, "-f", keysFile,
+                                                 "-c", "\(clients)", "-w", "1", "-d", "\(seconds)", "--csv", "-q"])
+        let label = method == "order-view" ? "GetOrderView" : "Autocomplete"
+        return try Redis.parse(output, test: label)
+    }
+
+    func stop() async {
+        await server.shutdownGracefully()
+    }
+}
+
 enum Redis {
     /// Fills `keys` keys with `valueBytes`-byte values, then runs `redis-benchmark -t get` with
     /// `clients` connections over the same key space for about `seconds`.
-    static func get(port: Int, valueBytes: Int, keys: Int, clients: Int, seconds: Double, tool: String) throws -> RedisResult {
+    static func get(port: Int, valueBytes: Int, keys: Int, clients: Int, seconds: Double, tool: String) async throws -> PeerResult {
         let common = ["-h", "127.0.0.1", "-p", "\(port)", "-c", "\(clients)", "-r", "\(keys)", "-d", "\(valueBytes)"]
         // About 10 writes per key: every key written (1 - e^-10 of them at least).
-        _ = try runTool(tool, common + ["-t", "set", "-n", "\(max(10 * keys, 100_000))", "-q"])
+        _ = try await runOffPool(tool, common + ["-t", "set", "-n", "\(max(10 * keys, 100_000))", "-q"])
         // First a short run to size the measured one.
-        let probe = try parse(try runTool(tool, common + ["-t", "get", "-n", "100000", "--csv"]))
+        let probe = try parse(try await runOffPool(tool, common + ["-t", "get", "-n", "100000", "--csv"]), test: "GET")
         let requests = max(100_000, Int(probe.perSecond * seconds))
-        return try parse(try runTool(tool, common + ["-t", "get", "-n", "\(requests)", "--csv"]))
+        return try parse(try await runOffPool(tool, common + ["-t", "get", "-n", "\(requests)", "--csv"]), test: "GET")
     }
 
-    static func parse(_ csv: String) throws -> RedisResult {
+    /// Reads redis-benchmark's CSV (which tote-loadgen's `--csv` imitates) for the line of `test`.
+    static func parse(_ csv: String, test: String) throws -> PeerResult {
         // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-        for line in csv.split(separator: "\n") where line.hasPrefix("\"GET\"") {
+        for line in csv.split(separator: "\n") where line.hasPrefix("\"\(test)\"") {
             let fields = line.split(separator: ",").map { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) }
             guard fields.count >= 7, let rps = fields[1], let p50 = fields[4], let p99 = fields[6] else { break }
-            return RedisResult(perSecond: rps, p50: p50, p99: p99)
+            return PeerResult(perSecond: rps, p50: p50, p99: p99)
         }
-        throw BenchError("unexpected redis-benchmark output: \(csv.prefix(500))")
+        throw BenchError("unexpected \(test) CSV output: \(csv.prefix(500))")
     }
+}
 
-    static func runTool(_ tool: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [tool] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("\(tool) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
+/// Runs a tool to completion and returns its standard output; throws if it exits non-zero. The
+/// blocking wait happens on a Dispatch thread, never on the cooperative pool, which the query
+/// service's handlers need while a load generator runs.
+func runOffPool(_ tool: String, _ arguments: [String]) async throws -> String {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+        DispatchQueue.global().async {
+            do {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = [tool] + arguments
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                process.standardError = FileHandle.standardError
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else {
+                    throw BenchError("\(tool) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+                }
+                continuation.resume(returning: String(decoding: data, as: UTF8.self))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
     }
 }
