@@ -93,48 +93,31 @@ public struct QueryService: RPCService, Sendable {
         self.waitForAdvance = waitForAdvance
     }
 
-    /// GetOrderView as registered on the server: the response is the stored `OrderView` bytes,
-    /// carried verbatim as the unknown fields of an `Empty` (swift-protobuf keeps and re-emits
-    /// unknown fields byte for byte), so the view is never decoded into its typed form. Same wire
-    /// name and roles as ``QueryAPI/getOrderView``, which clients use.
-    static let getOrderViewEncoded = MethodDescriptor<Tote_V1_GetOrderViewRequest, Google_Protobuf_Empty>(
-        service: QueryAPI.getOrderView.service, name: QueryAPI.getOrderView.name, kind: .unary, roles: QueryAPI.getOrderView.roles)
-
-    /// GetProduct as registered: the stored product page bytes, verbatim (as ``getOrderViewEncoded``).
-    static let getProductEncoded = MethodDescriptor<Tote_V1_GetProductRequest, Google_Protobuf_Empty>(
-        service: QueryAPI.getProduct.service, name: QueryAPI.getProduct.name, kind: .unary, roles: QueryAPI.getProduct.roles)
-
-    /// GetCategoryTree as registered: the stored tree bytes, verbatim for the whole tree.
-    static let getCategoryTreeEncoded = MethodDescriptor<Tote_V1_GetCategoryTreeRequest, Google_Protobuf_Empty>(
-        service: QueryAPI.getCategoryTree.service, name: QueryAPI.getCategoryTree.name, kind: .unary, roles: QueryAPI.getCategoryTree.roles)
-
-    /// Autocomplete as registered with an encoded handler: the answer's bytes, verbatim (as
-    /// ``getOrderViewEncoded``). Clients use ``QueryAPI/autocomplete``.
-    static let autocompleteEncoded = MethodDescriptor<Tote_V1_AutocompleteRequest, Google_Protobuf_Empty>(
-        service: QueryAPI.autocomplete.service, name: QueryAPI.autocomplete.name, kind: .unary, roles: QueryAPI.autocomplete.roles)
-
+    /// Registers the methods. GetOrderView, GetProduct, GetCategoryTree and (with an encoded
+    /// handler) Autocomplete answer with a read model's stored response bytes, sent verbatim
+    /// (`RPCRouter.register(_:encodedUnary:)`): the stored message is never decoded or re-encoded.
     public func register(into router: inout RPCRouter) {
-        router.register(Self.getOrderViewEncoded, unary: { request, context in
+        router.register(QueryAPI.getOrderView, encodedUnary: { request, context in
             let bytes = try await query(context) { reader in try OrderQueries.orderView(reader, orderID: request.orderID) }
             guard let bytes else {
                 throw RPCError(.notFound, "order \(request.orderID) does not exist", details: [Self.resourceInfo("order", request.orderID)])
             }
-            return try Google_Protobuf_Empty(serializedBytes: bytes)
+            return bytes
         })
-        router.register(Self.getProductEncoded, unary: { request, context in
+        router.register(QueryAPI.getProduct, encodedUnary: { request, context in
             let bytes = try await query(context) { reader in try StorefrontQueries.product(reader, request) }
             guard let bytes else {
                 let name = request.productID.isEmpty ? "slug \(request.slug)" : request.productID
                 throw RPCError(.notFound, "no published product \(name)", details: [Self.resourceInfo("product", name)])
             }
-            return try Google_Protobuf_Empty(serializedBytes: bytes)
+            return bytes
         })
-        router.register(Self.getCategoryTreeEncoded, unary: { request, context in
+        router.register(QueryAPI.getCategoryTree, encodedUnary: { request, context in
             let bytes = try await query(context) { reader in try StorefrontQueries.categoryTree(reader, request) }
             guard let bytes else {
                 throw RPCError(.notFound, "no category with slug \(request.rootSlug)", details: [Self.resourceInfo("category", request.rootSlug)])
             }
-            return try Google_Protobuf_Empty(serializedBytes: bytes)
+            return bytes
         })
         router.register(QueryAPI.listCustomerOrders, unary: { request, context in
             try await query(context) { reader in try OrderQueries.customerOrders(reader, request) }
@@ -147,9 +130,8 @@ public struct QueryService: RPCService, Sendable {
             router.register(QueryAPI.searchCatalog, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
         if let handler = catalog.autocompleteEncoded {
-            // The answer's bytes become the unknown fields of an Empty and go out verbatim.
-            router.register(Self.autocompleteEncoded, unary: { request, context in
-                try Google_Protobuf_Empty(serializedBytes: try await query(context) { try handler($0, request) })
+            router.register(QueryAPI.autocomplete, encodedUnary: { request, context in
+                try await query(context) { try handler($0, request) }
             })
         } else if let handler = catalog.autocomplete {
             router.register(QueryAPI.autocomplete, unary: { request, context in try await query(context) { try handler($0, request) } })
