@@ -87,6 +87,12 @@ public final class PostgresPool: Sendable {
         } catch let error as NIOThreadPoolError.ThreadPoolInactive {
             discard(leased)
             throw PostgresError(.connectionFailure, "the connection pool is shut down: \(error)")
+        } catch is CancellationError {
+            // The task was cancelled before a pool thread ran the work (the work itself never
+            // throws this): give the lease back, or enough of these empty the pool and hang
+            // whoever waits on it.
+            if let leased { release(leased) } else { discard(nil) }
+            throw CancellationError()
         }
     }
 

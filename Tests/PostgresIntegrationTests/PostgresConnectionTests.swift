@@ -1,5 +1,6 @@
 import Foundation
 import ToteTestSupport
+import Synchronization
 import Testing
 @testable import Postgres
 
@@ -126,6 +127,23 @@ struct PostgresPoolTests {
         let total = try await pool.withConnection { try $0.execute("SELECT n FROM counter").int64(0, 0) }
         #expect(total == 200)
         #expect(pool.idleCount <= 4)
+        try await pool.shutdown()
+    }
+
+    @Test("a lease whose task is cancelled before its work runs goes back to the pool")
+    func cancelledLeaseIsReturned() async throws {
+        let pool = PostgresPool(configuration: .init(connectionString: try LocalCluster.cluster.connectionString, size: 1))
+        // Cancelled before it starts: the lease is taken, the thread pool never runs the work.
+        let cancelled = Task { try await pool.withConnection { try $0.execute("SELECT 1").int64(0, 0) } }
+        cancelled.cancel()
+        _ = await cancelled.result
+        // With the one connection leaked, this lease would wait until the pool shuts down.
+        let answer = Mutex<Int64?>(nil)
+        let lease = Task { try await pool.withConnection { try $0.execute("SELECT 42").int64(0, 0) } }
+        Task { if let value = try? await lease.value { answer.withLock { $0 = value } } }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while answer.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(answer.withLock { $0 } == 42, "the pool's only connection was not given back")
         try await pool.shutdown()
     }
 
