@@ -81,6 +81,11 @@ enum BridgeOperatorResult: Sendable {
 /// operator requests) go through one queue and are handled one after another, appends included,
 /// so a controller's inputs are handled strictly in order and no two decisions race in-process
 /// (other processes are kept out by the advisory lock and by expected versions).
+///
+/// **Bursts.** The loop takes everything queued at once. Reports in it are recorded together in
+/// one `append(commands:)` (one transaction, one WAL flush) before anything else appends, and
+/// their acks follow that append; planning, and the dispatches it leads to, run once after the
+/// burst, also as one append each (see BridgeEngine+Batches.swift).
 actor BridgeEngine {
     enum Input: Sendable {
         case opened(ControllerSession.ConnectionID, Tote_V1_ControllerHello, AsyncStream<BridgeOutgoing>.Continuation)
@@ -92,8 +97,11 @@ actor BridgeEngine {
         case operate(BridgeOperatorRequest, CheckedContinuation<BridgeOperatorResult, any Error>)
     }
 
-    nonisolated let inputs: AsyncStream<Input>
-    nonisolated let continuation: AsyncStream<Input>.Continuation
+    /// Inputs waiting for the loop, and whether the loop has stopped taking them.
+    private nonisolated let queue = Mutex<(inputs: [Input], closed: Bool)>(([], false))
+    /// Wakes the loop when inputs were queued (at most one wake-up pending).
+    private nonisolated let wakes: AsyncStream<Void>
+    private nonisolated let wake: AsyncStream<Void>.Continuation
     private nonisolated let connectionCounter = Atomic<UInt64>(0)
 
     let runner: CommandRunner
@@ -103,13 +111,22 @@ actor BridgeEngine {
 
     private var sessions: [String: ControllerSession] = [:]
     private var connections: [ControllerSession.ConnectionID: (controllerID: String, out: AsyncStream<BridgeOutgoing>.Continuation)] = [:]
-    private var tasks: [String: (state: TaskDecider.State, version: Int64)] = [:]
+    var tasks: [String: (state: TaskDecider.State, version: Int64)] = [:]
     private var pending: Set<String> = []
-    private var orders: [String: (state: OrderDecider.State, version: Int64)] = [:]
+    var orders: [String: (state: OrderDecider.State, version: Int64)] = [:]
     private var tasksByOrder: [String: Set<String>] = [:]
     private var dirtyOrders: [String: Int] = [:]
-    private var stopping = false
+    var stopping = false
     private let metrics: BridgeMetrics
+    /// Reports the sessions handed over in the current burst, in order, not yet appended.
+    var queuedReports: [(controllerID: String, report: ControllerSession.Report)] = []
+    /// The version of each `controller-<id>` stream as this bridge last wrote or read it: the
+    /// expected version of its next batched append (a stale one conflicts and is re-read).
+    var controllerVersions: [String: Int64] = [:]
+    /// Planning (and dispatching) asked for by the inputs of the current burst.
+    private var planRequested = false
+    /// Reports recorded per append at most (a longer burst is recorded in several appends).
+    static let maxReportsPerAppend = 256
 
     init(runner: CommandRunner, configuration: BridgeConfiguration, clock: @escaping @Sendable () -> Int64, logger: Logger) {
         self.runner = runner
@@ -117,11 +134,43 @@ actor BridgeEngine {
         self.clock = clock
         self.logger = logger
         self.metrics = BridgeMetrics(warehouseID: configuration.warehouseID)
-        (inputs, continuation) = AsyncStream<Input>.makeStream()
+        (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Queues an input (from any task).
-    nonisolated func submit(_ input: Input) { continuation.yield(input) }
+    /// Queues an input (from any task). After the loop stopped, an operator request is answered
+    /// UNAVAILABLE and a stream is ended; other inputs are dropped.
+    nonisolated func submit(_ input: Input) {
+        let accepted = queue.withLock { q -> Bool in
+            guard !q.closed else { return false }
+            q.inputs.append(input)
+            return true
+        }
+        if accepted {
+            wake.yield()
+        } else {
+            Self.refuse(input)
+        }
+    }
+
+    /// Answers an input the stopped loop will never handle.
+    private nonisolated static func refuse(_ input: Input) {
+        switch input {
+        case .operate(_, let reply): reply.resume(throwing: RPCError(.unavailable, "the bridge stopped; retry"))
+        case .opened(_, _, let out):
+            out.yield(.close(.unavailable, "bridge shutting down"))
+            out.finish()
+        default: break
+        }
+    }
+
+    /// Everything queued so far, in order.
+    private nonisolated func takeQueued() -> [Input] {
+        queue.withLock { q in
+            let taken = q.inputs
+            q.inputs.removeAll(keepingCapacity: true)
+            return taken
+        }
+    }
 
     /// A fresh id for an accepted Connect call.
     nonisolated func nextConnectionID() -> ControllerSession.ConnectionID {
@@ -150,11 +199,38 @@ actor BridgeEngine {
         } catch {
             logger.error("bridge could not restore controller sessions", metadata: ["error": "\(error)"])
         }
-        for await input in inputs {
-            if Task.isCancelled { break }
-            await handle(input)
+        loop: for await _ in wakes {
+            while true {
+                if Task.isCancelled { break loop }
+                let burst = takeQueued()
+                if burst.isEmpty { break }
+                await handle(burst)
+            }
         }
         shutdown()
+    }
+
+    /// Handles a burst of inputs in order; their reports are recorded together (unless something
+    /// else must append first), then what they asked to plan is planned and dispatched once.
+    ///
+    /// Once the loop is cancelled nothing more is handled (the rest of the burst is answered as
+    /// the stopped loop answers it): a pool call of a cancelled task may not run at all, and
+    /// `PostgresPool` does not get such a call's connection back, so a long burst handled after
+    /// cancellation could drain the pool and hang the shutdown.
+    private func handle(_ burst: [Input]) async {
+        for (i, input) in burst.enumerated() {
+            if Task.isCancelled {
+                for rest in burst[i...] { Self.refuse(rest) }
+                return
+            }
+            await handle(input)
+        }
+        guard !Task.isCancelled else { return }
+        await flushReports()
+        if planRequested {
+            planRequested = false
+            await planNow()
+        }
     }
 
     private func shutdown() {
@@ -167,12 +243,26 @@ actor BridgeEngine {
         }
         for (_, connection) in connections { connection.out.finish() }
         connections.removeAll()
-        continuation.finish()
+        let left = queue.withLock { q -> [Input] in
+            q.closed = true
+            defer { q.inputs.removeAll() }
+            return q.inputs
+        }
+        for input in left { Self.refuse(input) }
+        wake.finish()
     }
 
     // MARK: - Inputs
 
     private func handle(_ input: Input) async {
+        switch input {
+        case .received, .logged:
+            break  // may queue reports; appends nothing by itself
+        case .opened, .ended, .failed, .tick, .operate:
+            // A session that (re)opens forgets the reports it accepted and did not record, and
+            // the rest may append: record what the burst queued so far first, in order.
+            await flushReports()
+        }
         switch input {
         case .opened(let c, let hello, let out):
             connections[c] = (hello.controllerID, out)
@@ -189,7 +279,7 @@ actor BridgeEngine {
         case .received(let c, let message):
             guard let id = connections[c]?.controllerID else { return }
             await feed(id, .received(c, message))
-            await planNow()  // a recorded report may complete an order's picks or its pack
+            planRequested = true  // a recorded report may complete an order's picks or its pack
         case .ended(let c):
             guard let id = connections[c]?.controllerID else { return }
             await feed(id, .streamEnded(c))
@@ -208,7 +298,7 @@ actor BridgeEngine {
             await follow(event)
             // A live event (not one read while catching up, when the index is still behind the
             // log) is planned at once: OrderPaid → first command costs two appends, not a tick more.
-            if clock() - event.recordedAtMicros < 2_000_000 { await planNow() }
+            if clock() - event.recordedAtMicros < 2_000_000 { planRequested = true }
         case .operate(let request, let reply):
             do {
                 reply.resume(returning: try await operate(request))
@@ -229,7 +319,7 @@ actor BridgeEngine {
     }
 
     /// Feeds one input to a controller's session and performs what it returns, in order.
-    private func feed(_ controllerID: String, _ input: ControllerSession.Input) async {
+    func feed(_ controllerID: String, _ input: ControllerSession.Input) async {
         guard var s = sessions[controllerID] else { return }
         let actions = s.handle(input, nowMicros: clock())
         sessions[controllerID] = s
@@ -249,19 +339,24 @@ actor BridgeEngine {
             close(c, status, text)
         case .record(let event):
             guard !stopping else { return }
+            await flushReports()
             do {
-                _ = try await runner.execute(commandID: "", actor: Principal(id: configuration.bridgeID, role: "system"), correlationID: "bridge") { unit -> Google_Protobuf_Empty in
+                let outcome = try await runner.execute(commandID: "", actor: Principal(id: configuration.bridgeID, role: "system"), correlationID: "bridge") { unit -> Google_Protobuf_Empty in
                     try await unit.recordController(controllerID, [event])
                     return Google_Protobuf_Empty()
                 }
+                noteControllerVersions(outcome.append)
             } catch {
                 logger.error("could not record a controller event", metadata: ["controller": "\(controllerID)", "event": "\(event.typeName)", "error": "\(error)"])
             }
         case .recordReport(let report):
-            await record(report, controllerID: controllerID)
+            // Recorded with the rest of the burst's reports (flushReports), then acknowledged.
+            queuedReports.append((controllerID, report))
+            if queuedReports.count >= Self.maxReportsPerAppend { await flushReports() }
         case .markConnection:
             break  // stations are derived from the sessions; the next tick dispatches
         case .reassignTasks(let ids):
+            await flushReports()
             for id in ids {
                 guard let state = try? await taskState(id), configuration.scope.serves(warehouse: state.warehouseID),
                       let command = TaskDispatcher.afterControllerLost(state, lostControllerID: controllerID, stations: stations().filter { $0.controllerID != controllerID }) else { continue }
@@ -280,40 +375,6 @@ actor BridgeEngine {
         connection.out.finish()
     }
 
-    // MARK: - Reports
-
-    /// Records a report with the task events it causes (one append), then acknowledges it.
-    private func record(_ report: ControllerSession.Report, controllerID: String) async {
-        let taskCommand = report.taskCommand(controllerID: controllerID)
-        var newState: TaskDecider.State?
-        do {
-            let outcome = try await runner.execute(commandID: "", actor: Principal(id: controllerID, role: "controller"), correlationID: "report-\(controllerID)-\(report.reportSequence)") { unit -> Google_Protobuf_Empty in
-                newState = nil
-                let now = unit.context.nowMicros
-                var events: [Tote_V1_ControllerEvent] = []
-                if let taskCommand {
-                    do {
-                        let (decided, state) = try await unit.decide(TaskDecider.self, StreamName.task(taskCommand.taskID), taskCommand.command)
-                        if !decided.isEmpty { newState = state }
-                    } catch is DomainError {
-                        // A report about an unknown, closed or cancelled command: recorded, changes nothing.
-                    }
-                } else if case .exception(let e) = report {
-                    events.append(ControllerLog.stationException(e, controllerID: controllerID, nowMicros: now))
-                }
-                events.append(ControllerLog.reportRecorded(report, controllerID: controllerID, nowMicros: now))
-                try await unit.recordController(controllerID, events)
-                return Google_Protobuf_Empty()
-            }
-            if let taskCommand, let newState, let version = outcome.version(of: StreamName.task(taskCommand.taskID)) {
-                index(taskCommand.taskID, newState, version: version)
-            }
-            await feed(controllerID, .reportsRecorded(upTo: report.reportSequence))
-        } catch {
-            logger.error("could not record a controller report; the controller resends it after a reconnect", metadata: ["controller": "\(controllerID)", "report": "\(report.reportSequence)", "error": "\(error)"])
-        }
-    }
-
     // MARK: - Dispatching
 
     /// The stations the dispatcher may choose from.
@@ -329,35 +390,19 @@ actor BridgeEngine {
     /// Sends every PENDING task a station can take now.
     private func dispatchPending() async {
         guard !pending.isEmpty, !stopping else { return }
+        await flushReports()
+        var chosen: [Dispatch] = []
         for id in pending.sorted() {
             guard let task = tasks[id]?.state, task.status == .pending else { pending.remove(id); continue }
             guard let controllerID = TaskDispatcher.choose(for: task, among: stations()) else { continue }
-            await dispatch(task, to: controllerID)
+            // Reserve the command's sequence now, so that the next choice sees this station's load.
+            guard var s = sessions[controllerID] else { continue }
+            let command = s.makeCommand(commandID: UUID().uuidString.lowercased(), action: Self.action(for: task), nowMicros: clock())
+            sessions[controllerID] = s
+            chosen.append(Dispatch(taskID: task.taskID, controllerID: controllerID, command: command))
         }
-    }
-
-    /// Appends TaskAssigned + TaskDispatched + ControllerCommandIssued atomically, then enqueues the
-    /// command in the session (or abandons its sequence if the append failed).
-    private func dispatch(_ task: TaskDecider.State, to controllerID: String) async {
-        guard var s = sessions[controllerID] else { return }
-        let command = s.makeCommand(commandID: UUID().uuidString.lowercased(), action: Self.action(for: task), nowMicros: clock())
-        sessions[controllerID] = s
-        let stream = StreamName.task(task.taskID)
-        var newState: TaskDecider.State?
-        do {
-            let outcome = try await runner.execute(commandID: "", actor: Principal(id: configuration.bridgeID, role: "system"), correlationID: "dispatch-\(task.taskID)") { unit -> Google_Protobuf_Empty in
-                let (_, state) = try await unit.decide(TaskDecider.self, stream, .dispatch(controllerID: controllerID, commandID: command.commandID, sequence: command.sequence))
-                newState = state
-                try await unit.recordController(controllerID, [ControllerLog.issued(command, taskID: task.taskID, controllerID: controllerID, nowMicros: unit.context.nowMicros)])
-                return Google_Protobuf_Empty()
-            }
-            if let newState, let version = outcome.version(of: stream) { index(task.taskID, newState, version: version) }
-            await feed(controllerID, .enqueue(command))
-        } catch {
-            logger.warning("dispatch failed", metadata: ["task": "\(task.taskID)", "controller": "\(controllerID)", "error": "\(error)"])
-            await feed(controllerID, .abandon(sequence: command.sequence))
-            if let fresh = try? await runner.read(TaskDecider.self, stream) { index(task.taskID, fresh.state, version: fresh.version) }
-        }
+        guard !chosen.isEmpty else { return }
+        await dispatch(chosen)
     }
 
     /// The command action that carries a task to its station.
@@ -401,6 +446,7 @@ actor BridgeEngine {
     /// the same append closes its command and issues a `CancelTask` to that controller; the
     /// session is told afterwards.
     private func taskCommand(_ taskID: String, _ command: TaskCommand, actor: Principal, commandID: String, correlationID: String) async throws -> (state: TaskDecider.State, version: Int64, position: LogPosition?) {
+        await flushReports()
         let stream = StreamName.task(taskID)
         let before = try await runner.read(TaskDecider.self, stream).state
         var cancel: (controllerID: String, command: Tote_V1_BridgeCommand)?
@@ -433,6 +479,7 @@ actor BridgeEngine {
                 return Google_Protobuf_Empty()
             }
             let written = outcome.append != nil && !outcome.deduplicated
+            if written { noteControllerVersions(outcome.append) }
             if let cancel {
                 if written, let closed {
                     await feed(closed.controllerID, .commandClosed(commandID: closed.commandID))
@@ -528,7 +575,7 @@ actor BridgeEngine {
     }
 
     /// Keeps the task index (and the orders to plan and the tasks to dispatch) up to date.
-    private func index(_ id: String, _ state: TaskDecider.State, version: Int64) {
+    func index(_ id: String, _ state: TaskDecider.State, version: Int64) {
         if let current = tasks[id], current.version >= version { return }
         tasks[id] = (state, version)
         if state.status == .pending, configuration.scope.serves(warehouse: state.warehouseID) { pending.insert(id) } else { pending.remove(id) }
@@ -545,55 +592,39 @@ actor BridgeEngine {
         await dispatchPending()
     }
 
-    /// Plans every order whose order or task streams changed, and runs the plans.
+    /// Plans every order whose order or task streams changed, and runs the plans: every order's
+    /// task creations and order command in one append (``create(_:)``), then the task commands
+    /// (cancellations) one by one. An order whose part failed is planned again on a later pass,
+    /// at most five times.
     private func planDirtyOrders() async {
         guard !dirtyOrders.isEmpty, !stopping else { return }
-        let ids = dirtyOrders.keys.sorted()
-        for id in ids {
-            guard let order = orders[id]?.state else { dirtyOrders[id] = nil; continue }
+        await flushReports()
+        var plans: [(orderID: String, plan: TaskPlanner.Plan, attempts: Int)] = []
+        for id in dirtyOrders.keys.sorted() {
+            let attempts = (dirtyOrders[id] ?? 0) + 1
+            dirtyOrders[id] = nil
+            guard let order = orders[id]?.state else { continue }
             var states: [String: TaskDecider.State] = [:]
             for taskID in tasksByOrder[id] ?? [] { states[taskID] = tasks[taskID]?.state }
             let plan = configuration.scope.restrict(TaskPlanner.plan(order: order, tasks: states), order: order, tasks: states)
-            let attempts = (dirtyOrders[id] ?? 0) + 1
-            dirtyOrders[id] = nil
+            if !plan.isEmpty { plans.append((id, plan, attempts)) }
+        }
+        guard !plans.isEmpty else { return }
+        let creating = plans.filter { !$0.plan.create.isEmpty || $0.plan.orderCommand != nil }.map { (orderID: $0.orderID, plan: $0.plan) }
+        var failed = creating.isEmpty ? [] : await create(creating)
+        for (id, plan, _) in plans where !failed.contains(id) {
             do {
-                try await execute(plan, orderID: id)
+                for c in plan.taskCommands {
+                    _ = try await taskCommand(c.taskID, c.command, actor: .system, commandID: "", correlationID: "plan-\(id)")
+                }
             } catch {
-                logger.warning("planning failed", metadata: ["order": "\(id)", "attempt": "\(attempts)", "error": "\(error)"])
-                if let fresh = try? await runner.read(OrderDecider.self, StreamName.order(id)) { orders[id] = fresh }
-                dirtyOrders[id] = attempts >= 5 ? nil : attempts
+                logger.warning("planning failed", metadata: ["order": "\(id)", "error": "\(error)"])
+                failed.insert(id)
             }
         }
-    }
-
-    private func execute(_ plan: TaskPlanner.Plan, orderID: String) async throws {
-        guard !plan.isEmpty else { return }
-        if !plan.create.isEmpty || plan.orderCommand != nil {
-            var created: [String: TaskDecider.State] = [:]
-            var orderState: OrderDecider.State?
-            let orderStream = StreamName.order(orderID)
-            let outcome = try await runner.execute(commandID: "", actor: .system, correlationID: "plan-\(orderID)") { unit -> Google_Protobuf_Empty in
-                created = [:]
-                orderState = nil
-                for spec in plan.create {
-                    let (events, state) = try await unit.decide(TaskDecider.self, StreamName.task(spec.taskID), .create(spec))
-                    if !events.isEmpty { created[spec.taskID] = state }
-                }
-                if let command = plan.orderCommand {
-                    let (events, state) = try await unit.decide(OrderDecider.self, orderStream, command)
-                    if !events.isEmpty { orderState = state }
-                }
-                return Google_Protobuf_Empty()
-            }
-            for (id, state) in created {
-                if let version = outcome.version(of: StreamName.task(id)) { index(id, state, version: version) }
-            }
-            if let orderState, let version = outcome.version(of: orderStream), version > (orders[orderID]?.version ?? 0) {
-                orders[orderID] = (orderState, version)
-            }
-        }
-        for c in plan.taskCommands {
-            _ = try await taskCommand(c.taskID, c.command, actor: .system, commandID: "", correlationID: "plan-\(orderID)")
+        for (id, _, attempts) in plans where failed.contains(id) {
+            if let fresh = try? await runner.read(OrderDecider.self, StreamName.order(id)) { orders[id] = fresh }
+            dirtyOrders[id] = attempts >= 5 ? nil : attempts
         }
     }
 }

@@ -166,6 +166,17 @@ enum BridgeBench {
             rows.append(row)
         }
         let final = observations.snapshot()
+        // How the bridge batched its appends over the whole run (every rate and the warm-ups).
+        let batching = try await pool.withConnection { connection in
+            let r = try connection.execute("""
+                SELECT type, count(*)::int8, count(DISTINCT tx_id::text)::int8 FROM events
+                WHERE type IN ('ControllerReportRecorded', 'ControllerCommandIssued', 'TaskCreated') GROUP BY type ORDER BY type
+                """)
+            var lines: [String] = []
+            for row in 0..<r.rowCount { lines.append("\(try r.string(row, 0)) \(try r.int64(row, 1)) in \(try r.int64(row, 2)) appends") }
+            return lines
+        }
+        print("bridge appends over the run: \(batching.joined(separator: ", "))")
         print("""
 
             | offered orders/s | placed+paid orders/s | paid→command p50 ms | p90 ms | p99 ms | max ms | tasks done/s | paid→pack done p50 ms | p99 ms | place+pay call p99 ms |
