@@ -1,3 +1,4 @@
+import Glibc
 import ToteDomain
 import ToteProto
 
@@ -45,6 +46,13 @@ public enum CatalogLayout {
     public static let all = [meta, productIDs, products, categories, categorySlugs, skus, stock, skuStock, postings, sortKeys, summaries, prices, memberships]
 
     // MARK: Keys
+
+    /// Unsigned byte order (LMDB's): whether `l` sorts before `r`.
+    static func precedes(_ l: [UInt8], _ r: [UInt8]) -> Bool {
+        let n = Swift.min(l.count, r.count)
+        let c = l.withUnsafeBufferPointer { a in r.withUnsafeBufferPointer { b in n == 0 ? 0 : memcmp(a.baseAddress!, b.baseAddress!, n) } }
+        return c != 0 ? c < 0 : l.count < r.count
+    }
 
     static func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
 

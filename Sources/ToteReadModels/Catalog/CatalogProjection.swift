@@ -1,4 +1,5 @@
 import EventStore
+import Glibc
 import SwiftProtobuf
 import ToteDomain
 import ToteProto
@@ -21,15 +22,97 @@ public struct CatalogProjection: Projection {
         try apply(stream: event.stream, data: event.data, to: &store)
     }
 
+    /// Applies the events of a batch, then brings every touched product's derived keys in line
+    /// once, and rewrites each touched posting chunk once. Gives the same bytes as applying the
+    /// events one by one (the derived keys are a function of the final records, categories and
+    /// stock; see ``Batch``).
+    public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
+        try applyBatch(events, to: &store)
+    }
+
+    private func applyBatch<W: ReadModelWriter>(_ events: ArraySlice<RecordedEvent>, to store: inout W) throws {
+        // The projector's writer: run the specialised code (the generic path goes through
+        // witness tables and unspecialised generics for every key).
+        if W.self == LMDBReadModelWriter.self {
+            try withUnsafeMutablePointer(to: &store) { pointer in
+                try pointer.withMemoryRebound(to: LMDBReadModelWriter.self, capacity: 1) { lmdb in
+                    try applyEvents(events, to: &lmdb.pointee)
+                }
+            }
+        } else {
+            try applyEvents(events, to: &store)
+        }
+    }
+
+    private func applyEvents<W: ReadModelWriter>(_ events: ArraySlice<RecordedEvent>, to store: inout W) throws {
+        var batch = Batch()
+        for event in events { try stage(stream: event.stream, data: event.data, &store, &batch) }
+        try flush(&batch, &store)
+    }
+
     /// The projection over a stream name and the event's protobuf envelope bytes (what
     /// ``apply(_:to:)`` uses; also handy for generated events that never went through the log).
     public func apply<W: ReadModelWriter>(stream: String, data: [UInt8], to store: inout W) throws {
+        var batch = Batch()
+        try stage(stream: stream, data: data, &store, &batch)
+        try flush(&batch, &store)
+    }
+
+    /// What a batch has changed but not yet written: the product records it touched (written
+    /// once, at the end) and the products whose derived keys must be recomputed.
+    ///
+    /// Why deferring gives the bytes of event-by-event application: after every event, a
+    /// product's stored memberships equal ``derive(_:_:_:)`` of its current record, categories and
+    /// SKU availability (every event that can change those recomputes the products concerned).
+    /// So the derived databases are a function of the final state, and recomputing at the end of
+    /// the batch every product an event named (plus the products listed under a category that was
+    /// created or moved, read before any posting of the batch is written) yields the same bytes;
+    /// recomputing a product whose inputs did not change writes nothing. Everything else (records,
+    /// ids, categories, SKUs, stock) is written as each event arrives, in the same order.
+    struct Batch {
+        /// Records changed in this batch (not yet stored).
+        var records: [UInt32: Tote_V1_Product] = [:]
+        /// Products to recompute at the end.
+        var dirty: Set<UInt32> = []
+        /// Posting changes gathered by ``CatalogProjection/flush(_:_:)``, by chunk key.
+        var postings: [ByteKey: ChunkChange] = [:]
+
+        /// Whether `id` has a record (without decoding it).
+        func hasRecord(_ id: UInt32, _ store: some ReadModelReader) throws -> Bool {
+            if records[id] != nil { return true }
+            return try store.withValue(CatalogLayout.products, CatalogLayout.u32(id)) { _ in true } ?? false
+        }
+
+        /// The current record of `id`: this batch's version, else the stored one.
+        func record(_ id: UInt32, _ store: some ReadModelReader) throws -> Tote_V1_Product? {
+            if let r = records[id] { return r }
+            return try CatalogProjection.record(id, store)
+        }
+    }
+
+    /// A key as a dictionary key hashed in one call over its bytes (`[UInt8]` hashes byte by
+    /// byte).
+    struct ByteKey: Hashable {
+        var bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
+    /// Ids to add to and remove from one posting chunk (each ascending; disjoint, since a product
+    /// is recomputed once per batch).
+    struct ChunkChange {
+        var adds: [UInt32] = []
+        var removes: [UInt32] = []
+    }
+
+    /// Applies one event's direct changes and notes which products to recompute.
+    private func stage<W: ReadModelWriter>(stream: String, data: [UInt8], _ store: inout W, _ batch: inout Batch) throws {
         if stream.hasPrefix("product-") {
-            try applyProduct(try Tote_V1_ProductEvent(serializedBytes: data), &store)
+            try applyProduct(try Tote_V1_ProductEvent(serializedBytes: data), &store, &batch)
         } else if stream.hasPrefix("category-") {
-            try applyCategory(try Tote_V1_CategoryEvent(serializedBytes: data), &store)
+            try applyCategory(try Tote_V1_CategoryEvent(serializedBytes: data), &store, &batch)
         } else if stream.hasPrefix("stock-") {
-            try applyStock(try Tote_V1_StockItemEvent(serializedBytes: data), &store)
+            try applyStock(try Tote_V1_StockItemEvent(serializedBytes: data), &store, &batch)
         } else if stream.hasPrefix("sku-") {
             let e = try Tote_V1_SkuClaimEvent(serializedBytes: data)
             if case .skuClaimed(let c)? = e.event, let id = try existingID(c.productID, store) {
@@ -38,9 +121,26 @@ public struct CatalogProjection: Projection {
         }
     }
 
+    /// Writes the batch's records, recomputes its products (in id order) and rewrites each
+    /// touched posting chunk once.
+    private func flush<W: ReadModelWriter>(_ batch: inout Batch, _ store: inout W) throws {
+        guard !batch.dirty.isEmpty else { return }
+        var categories: [String: Tote_V1_Category?] = [:]
+        for id in batch.dirty.sorted() {
+            guard let record = try batch.record(id, store) else { continue }
+            if batch.records[id] != nil { try store.put(CatalogLayout.products, CatalogLayout.u32(id), try record.serializedBytes()) }
+            try refresh(id, record: record, &store, &batch, categories: &categories)
+        }
+        // In key order: LMDB's puts are cheapest in order.
+        for (key, change) in batch.postings.sorted(by: { CatalogLayout.precedes($0.key.bytes, $1.key.bytes) }) {
+            try Postings.apply(change, to: key.bytes, &store)
+        }
+        batch = Batch()
+    }
+
     // MARK: Products
 
-    private func applyProduct<W: ReadModelWriter>(_ event: Tote_V1_ProductEvent, _ store: inout W) throws {
+    private func applyProduct<W: ReadModelWriter>(_ event: Tote_V1_ProductEvent, _ store: inout W, _ batch: inout Batch) throws {
         let productID: String
         switch event.event {
         case .productCreated(let e)?: productID = e.productID
@@ -52,7 +152,11 @@ public struct CatalogProjection: Projection {
         case nil: return
         }
         let id = try allocateID(productID, &store)
-        var record = try Self.record(id, store) ?? Tote_V1_Product()
+        // Only a currency's default slot (base prices and its default list) is searchable: a
+        // customer group's prices change nothing (the id is allocated all the same).
+        if case .productPricesSet(let e)? = event.event, !e.customerGroup.isEmpty { return }
+        // Taken out of the batch while it changes, so the message storage is not copied.
+        var record = try batch.records.removeValue(forKey: id) ?? CatalogProjection.record(id, store) ?? Tote_V1_Product()
         record.productID = productID
         switch event.event {
         case .productCreated(let e)?:
@@ -69,8 +173,6 @@ public struct CatalogProjection: Projection {
             }
             try store.put(CatalogLayout.skus, Array(e.variant.sku.utf8), CatalogLayout.u32(id))
         case .productPricesSet(let e)?:
-            // Only a currency's default slot (base prices and its default list) is searchable.
-            guard e.customerGroup.isEmpty else { return }
             if record.prices.isEmpty { record.prices = [Tote_V1_ProductPrices()] }
             var entries = record.prices[0].prices.filter { p in
                 !(p.price.currency == e.currency && (e.removedSkus.contains(p.sku) || e.prices.contains { $0.sku == p.sku }))
@@ -88,10 +190,10 @@ public struct CatalogProjection: Projection {
         case .productArchived?:
             record.status = .archived
         case nil:
-            return
+            break  // returned above
         }
-        try store.put(CatalogLayout.products, CatalogLayout.u32(id), try record.serializedBytes())
-        try refresh(id, record: record, &store)
+        batch.records[id] = record
+        batch.dirty.insert(id)
     }
 
     /// The internal id of `productID`, allocating the next one on first sight.
@@ -113,7 +215,7 @@ public struct CatalogProjection: Projection {
 
     // MARK: Categories
 
-    private func applyCategory<W: ReadModelWriter>(_ event: Tote_V1_CategoryEvent, _ store: inout W) throws {
+    private func applyCategory<W: ReadModelWriter>(_ event: Tote_V1_CategoryEvent, _ store: inout W, _ batch: inout Batch) throws {
         switch event.event {
         case .categoryCreated(let e)?:
             var c = Tote_V1_Category()
@@ -124,7 +226,7 @@ public struct CatalogProjection: Projection {
             c.ancestorSlugs = e.ancestorIds
             try store.put(CatalogLayout.categories, Array(e.categoryID.utf8), try c.serializedBytes())
             try store.put(CatalogLayout.categorySlugs, Array(c.slug.utf8), Array(e.categoryID.utf8))
-            try refreshProducts(inCategory: e.categoryID, &store)
+            try refreshProducts(inCategory: e.categoryID, store, &batch)
         case .categoryRenamed(let e)?:
             guard var c = try Self.category(e.categoryID, store) else { return }
             c.name = e.name
@@ -147,7 +249,7 @@ public struct CatalogProjection: Projection {
                 return true
             }
             for (id, d) in descendants { try store.put(CatalogLayout.categories, Array(id.utf8), try d.serializedBytes()) }
-            try refreshProducts(inCategory: e.categoryID, &store)
+            try refreshProducts(inCategory: e.categoryID, store, &batch)
         case nil:
             return
         }
@@ -157,17 +259,16 @@ public struct CatalogProjection: Projection {
         try store.get(CatalogLayout.categories, Array(id.utf8)).map { try Tote_V1_Category(serializedBytes: $0) }
     }
 
-    /// Recomputes every published product listed in `category` or below it (its `c<cat>\0` list).
-    private func refreshProducts<W: ReadModelWriter>(inCategory category: String, _ store: inout W) throws {
+    /// Marks for recomputation every published product listed in `category` or below it (its
+    /// `c<cat>\0` list as stored before this batch; products the batch touched are marked already).
+    private func refreshProducts(inCategory category: String, _ store: some ReadModelReader, _ batch: inout Batch) throws {
         let list = try Postings.read(store, CatalogLayout.categoryAll(category))
-        for id in list.ids {
-            if let record = try Self.record(id, store) { try refresh(id, record: record, &store) }
-        }
+        for id in list.ids { batch.dirty.insert(id) }
     }
 
     // MARK: Stock
 
-    private func applyStock<W: ReadModelWriter>(_ event: Tote_V1_StockItemEvent, _ store: inout W) throws {
+    private func applyStock<W: ReadModelWriter>(_ event: Tote_V1_StockItemEvent, _ store: inout W, _ batch: inout Batch) throws {
         let key: Tote_V1_StockItemKey
         var onHand: Int64?
         var reservedDelta: Int64 = 0
@@ -196,8 +297,8 @@ public struct CatalogProjection: Projection {
         let after = isAvailable ? before + 1 : (before > 0 ? before - 1 : 0)
         if after == 0 { try store.delete(CatalogLayout.skuStock, skuKey) } else { try store.put(CatalogLayout.skuStock, skuKey, CatalogLayout.u32(after)) }
         if (before == 0) != (after == 0), let id = try store.get(CatalogLayout.skus, skuKey).map({ CatalogLayout.readU32($0) }),
-           let record = try Self.record(id, store) {
-            try refresh(id, record: record, &store)
+           try batch.hasRecord(id, store) {
+            batch.dirty.insert(id)
         }
     }
 
@@ -210,38 +311,47 @@ public struct CatalogProjection: Projection {
         var target: Target
         var key: [UInt8]
         static func < (l: Entry, r: Entry) -> Bool {
-            l.target.rawValue != r.target.rawValue ? l.target.rawValue < r.target.rawValue : l.key.lexicographicallyPrecedes(r.key)
+            l.target.rawValue != r.target.rawValue ? l.target.rawValue < r.target.rawValue : CatalogLayout.precedes(l.key, r.key)
         }
     }
 
-    /// Brings every derived key of product `id` in line with `record`.
-    private func refresh<W: ReadModelWriter>(_ id: UInt32, record: Tote_V1_Product, _ store: inout W) throws {
-        let (entries, values) = try Self.derive(id, record, store)
+    /// Brings every derived key of product `id` in line with `record`: a merge of the sorted
+    /// stored memberships with the sorted derived ones (no hashing); posting changes are gathered
+    /// in `batch`, the rest written at once.
+    private func refresh<W: ReadModelWriter>(_ id: UInt32, record: Tote_V1_Product, _ store: inout W, _ batch: inout Batch, categories: inout [String: Tote_V1_Category?]) throws {
+        let (entries, values) = try Self.derive(id, record, store, categories: &categories)
         let idKey = CatalogLayout.u32(id)
-        let old = try store.get(CatalogLayout.memberships, idKey).map(Self.decodeMemberships) ?? []
-        let oldSet = Set(old), newSet = Set(entries)
-        for e in old where !newSet.contains(e) {
-            switch e.target {
-            case .posting:
-                try Postings.remove(id, from: e.key, &store)
-            case .sort: try store.delete(CatalogLayout.sortKeys, e.key)
-            case .summary: try store.delete(CatalogLayout.summaries, e.key)
-            case .prices: try store.delete(CatalogLayout.prices, e.key)
+        var old = try store.get(CatalogLayout.memberships, idKey).map(Self.decodeMemberships) ?? []
+        if !old.isStrictlyAscending { old = Array(Set(old)).sorted() }
+        func value(_ e: Entry) -> [UInt8] { values.first { $0.0 == e }?.1 ?? [] }
+        var i = 0, j = 0
+        while i < old.count || j < entries.count {
+            if j == entries.count || (i < old.count && old[i] < entries[j]) {
+                let e = old[i]
+                i += 1
+                switch e.target {
+                case .posting: batch.postings[ByteKey(Postings.chunkKey(e.key, id)), default: ChunkChange()].removes.append(id)
+                case .sort: try store.delete(CatalogLayout.sortKeys, e.key)
+                case .summary: try store.delete(CatalogLayout.summaries, e.key)
+                case .prices: try store.delete(CatalogLayout.prices, e.key)
+                }
+                continue
             }
-        }
-        for e in entries {
+            let e = entries[j]
+            let isNew = i == old.count || e < old[i]
+            j += 1
+            if !isNew { i += 1 }
             switch e.target {
             case .posting:
-                guard !oldSet.contains(e) else { continue }
-                try Postings.insert(id, into: e.key, &store)
+                if isNew { batch.postings[ByteKey(Postings.chunkKey(e.key, id)), default: ChunkChange()].adds.append(id) }
             case .sort:
-                if !oldSet.contains(e) { try store.put(CatalogLayout.sortKeys, e.key, []) }
+                if isNew { try store.put(CatalogLayout.sortKeys, e.key, []) }
             case .summary:
-                let v = values[e] ?? []
-                if try store.get(CatalogLayout.summaries, e.key) != v { try store.put(CatalogLayout.summaries, e.key, v) }
+                let v = value(e)
+                if try !store.equals(CatalogLayout.summaries, e.key, v) { try store.put(CatalogLayout.summaries, e.key, v) }
             case .prices:
-                let v = values[e] ?? []
-                if try store.get(CatalogLayout.prices, e.key) != v { try store.put(CatalogLayout.prices, e.key, v) }
+                let v = value(e)
+                if try !store.equals(CatalogLayout.prices, e.key, v) { try store.put(CatalogLayout.prices, e.key, v) }
             }
         }
         if entries.isEmpty {
@@ -251,19 +361,27 @@ public struct CatalogProjection: Projection {
         }
     }
 
-    /// The keys a product belongs in (sorted), and the values of its summary and price entries.
-    /// Nothing unless it is published.
-    static func derive(_ id: UInt32, _ p: Tote_V1_Product, _ store: some ReadModelReader) throws -> ([Entry], [Entry: [UInt8]]) {
-        guard p.status == .published else { return ([], [:]) }
-        var entries = Set<Entry>()
-        var values: [Entry: [UInt8]] = [:]
+    /// The keys a product belongs in (sorted, unique), and the values of its summary and price
+    /// entries. Nothing unless it is published. `categories` caches category records (valid
+    /// while no category event is applied).
+    static func derive(_ id: UInt32, _ p: Tote_V1_Product, _ store: some ReadModelReader, categories: inout [String: Tote_V1_Category?]) throws -> ([Entry], [(Entry, [UInt8])]) {
+        guard p.status == .published else { return ([], []) }
+        var entries: [Entry] = []
+        entries.reserveCapacity(64)
+        var values: [(Entry, [UInt8])] = []
         let d = p.details
+        func category(_ c: String) throws -> Tote_V1_Category? {
+            if let cached = categories[c] { return cached }
+            let found = try CatalogProjection.category(c, store)
+            categories[c] = found
+            return found
+        }
 
         // Categories: each listed category and its ancestors, plus "" (the whole catalog).
         var closure = Set<String>([""])
         for c in d.categorySlugs {
             closure.insert(c)
-            if let cat = try category(c, store) { closure.formUnion(cat.ancestorSlugs) }
+            if let cat = try category(c) { closure.formUnion(cat.ancestorSlugs) }
         }
         // Facet values: product attributes, variant attributes and variant option values.
         var facetValues: [String: Set<[UInt8]>] = [:]
@@ -279,9 +397,9 @@ public struct CatalogProjection: Projection {
             }
         }
         for c in closure {
-            entries.insert(Entry(target: .posting, key: CatalogLayout.categoryAll(c)))
+            entries.append(Entry(target: .posting, key: CatalogLayout.categoryAll(c)))
             for (attribute, vs) in facetValues {
-                for v in vs { entries.insert(Entry(target: .posting, key: CatalogLayout.categoryValue(c, attribute, v))) }
+                for v in vs { entries.append(Entry(target: .posting, key: CatalogLayout.categoryValue(c, attribute, v))) }
             }
         }
         // Text: name, brand, attribute and option values, search keywords.
@@ -291,12 +409,12 @@ public struct CatalogProjection: Projection {
             for o in variant.optionValues { text.append(o.value) }
             for a in variant.attributes { for v in a.values { if case .stringValue(let s)? = v.value { text.append(s) } } }
         }
-        for t in text { for token in TextNormalizer.tokens(t) { entries.insert(Entry(target: .posting, key: CatalogLayout.token(token))) } }
+        for t in text { for token in TextNormalizer.tokens(t) { entries.append(Entry(target: .posting, key: CatalogLayout.token(token))) } }
 
         // Stock.
         var inStock = false
         for v in p.variants where try store.get(CatalogLayout.skuStock, Array(v.sku.utf8)) != nil { inStock = true; break }
-        if inStock { entries.insert(Entry(target: .posting, key: CatalogLayout.inStock)) }
+        if inStock { entries.append(Entry(target: .posting, key: CatalogLayout.inStock)) }
 
         // Prices per currency (the variants' default-slot prices).
         let skus = Set(p.variants.map(\.sku))
@@ -305,7 +423,7 @@ public struct CatalogProjection: Projection {
             byCurrency[price.price.currency, default: []].append(price)
         }
         let publishedAt = p.publishedAt.unixMicros
-        entries.insert(Entry(target: .sort, key: CatalogLayout.newest(publishedAt, id)))
+        entries.append(Entry(target: .sort, key: CatalogLayout.newest(publishedAt, id)))
         var summary = Tote_V1_ProductSummary()
         summary.productID = p.productID
         summary.slug = d.slug
@@ -314,19 +432,19 @@ public struct CatalogProjection: Projection {
         summary.imageURL = d.media.first?.url ?? ""
         summary.inStock = inStock
         summary.publishedAt = p.publishedAt
-        if let primary = d.categorySlugs.first { summary.primaryCategorySlug = try category(primary, store)?.slug ?? primary }
+        if let primary = d.categorySlugs.first { summary.primaryCategorySlug = try category(primary)?.slug ?? primary }
         summary.variantCount = UInt32(p.variants.count)
         let plain = Entry(target: .summary, key: CatalogLayout.summary(id, ""))
-        entries.insert(plain)
-        values[plain] = try summary.serializedBytes()
+        entries.append(plain)
+        values.append((plain, try summary.serializedBytes()))
         for (currency, list) in byCurrency {
             let amounts = list.map(\.price.minorUnits).sorted()
-            for a in Set(amounts) { entries.insert(Entry(target: .posting, key: CatalogLayout.priceBucket(currency, CatalogLayout.bucket(a)))) }
-            entries.insert(Entry(target: .sort, key: CatalogLayout.minPricePrefix(currency) + CatalogLayout.sortable(amounts.first!) + CatalogLayout.u32(id)))
-            entries.insert(Entry(target: .sort, key: CatalogLayout.maxPricePrefix(currency) + CatalogLayout.sortable(amounts.last!) + CatalogLayout.u32(id)))
+            for a in Set(amounts) { entries.append(Entry(target: .posting, key: CatalogLayout.priceBucket(currency, CatalogLayout.bucket(a)))) }
+            entries.append(Entry(target: .sort, key: CatalogLayout.minPricePrefix(currency) + CatalogLayout.sortable(amounts.first!) + CatalogLayout.u32(id)))
+            entries.append(Entry(target: .sort, key: CatalogLayout.maxPricePrefix(currency) + CatalogLayout.sortable(amounts.last!) + CatalogLayout.u32(id)))
             let priceEntry = Entry(target: .prices, key: CatalogLayout.priceList(currency, id))
-            entries.insert(priceEntry)
-            values[priceEntry] = amounts.flatMap(CatalogLayout.sortable)
+            entries.append(priceEntry)
+            values.append((priceEntry, amounts.flatMap(CatalogLayout.sortable)))
             let cheapest = list.min { ($0.price.minorUnits, $0.sku) < ($1.price.minorUnits, $1.sku) }!
             let dearest = list.max { ($0.price.minorUnits, $0.sku) < ($1.price.minorUnits, $1.sku) }!
             var s = summary
@@ -334,10 +452,14 @@ public struct CatalogProjection: Projection {
             s.maxPrice = dearest.price
             if cheapest.hasCompareAtPrice { s.compareAtPrice = cheapest.compareAtPrice }
             let e = Entry(target: .summary, key: CatalogLayout.summary(id, currency))
-            entries.insert(e)
-            values[e] = try s.serializedBytes()
+            entries.append(e)
+            values.append((e, try s.serializedBytes()))
         }
-        return (entries.sorted(), values)
+        entries.sort()
+        var unique: [Entry] = []
+        unique.reserveCapacity(entries.count)
+        for e in entries where unique.last != e { unique.append(e) }
+        return (unique, values)
     }
 
     static func encodeMemberships(_ entries: [Entry]) -> [UInt8] {
@@ -363,5 +485,23 @@ public struct CatalogProjection: Projection {
             i += n
         }
         return out
+    }
+}
+
+extension Array where Element == CatalogProjection.Entry {
+    /// Sorted without duplicates (as stored memberships always are).
+    var isStrictlyAscending: Bool {
+        var i = 1
+        while i < count { if !(self[i - 1] < self[i]) { return false }; i += 1 }
+        return true
+    }
+}
+
+extension ReadModelReader {
+    /// Whether `key` holds exactly `value` (false when absent), without copying the stored bytes.
+    func equals(_ database: String, _ key: [UInt8], _ value: [UInt8]) throws -> Bool {
+        try withValue(database, key) { stored in
+            stored.count == value.count && value.withUnsafeBytes { v in stored.count == 0 || memcmp(stored.baseAddress!, v.baseAddress!, stored.count) == 0 }
+        } ?? false
     }
 }

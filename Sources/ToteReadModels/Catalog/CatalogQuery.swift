@@ -1,3 +1,4 @@
+import Glibc
 import SwiftProtobuf
 import ToteDomain
 import ToteProto
@@ -23,7 +24,7 @@ public enum CatalogQuery {
     public static func search(_ reader: some ReadModelReader, request: Tote_V1_SearchCatalogRequest) throws -> Tote_V1_SearchCatalogResponse {
         let plan = try Plan(request)
         var response = Tote_V1_SearchCatalogResponse()
-        let (_, page) = try evaluate(reader, plan, &response)
+        let page = try evaluate(reader, plan, &response)
         for id in page {
             let bytes = try reader.get(CatalogLayout.summaries, CatalogLayout.summary(id, plan.currency))
                 ?? reader.get(CatalogLayout.summaries, CatalogLayout.summary(id, ""))
@@ -37,7 +38,7 @@ public enum CatalogQuery {
     public static func searchEncoded(_ reader: some ReadModelReader, request: Tote_V1_SearchCatalogRequest) throws -> [UInt8] {
         let plan = try Plan(request)
         var response = Tote_V1_SearchCatalogResponse()
-        let (_, page) = try evaluate(reader, plan, &response)
+        let page = try evaluate(reader, plan, &response)
         var out: [UInt8] = try response.serializedBytes()
         for id in page {
             let copied: Void? = try reader.withValue(CatalogLayout.summaries, CatalogLayout.summary(id, plan.currency)) { b in appendField2(b, to: &out) }
@@ -156,12 +157,41 @@ public enum CatalogQuery {
 
     // MARK: Evaluation
 
-    private static func list(_ reader: some ReadModelReader, _ key: [UInt8]) throws -> PostingList {
-        try Postings.read(reader, key)
+    /// Ids are below the next id to allocate (the bitmaps' size).
+    private static func universe(_ reader: some ReadModelReader) throws -> Int {
+        try reader.withValue(CatalogLayout.meta, Array("next_id".utf8)) { $0.count >= 4 ? Int(CatalogLayout.readU32($0)) : 0 } ?? 0
     }
 
-    /// Fills everything but the products; returns the matching ids and the page's ids in order.
-    private static func evaluate(_ reader: some ReadModelReader, _ plan: Plan, _ response: inout Tote_V1_SearchCatalogResponse) throws -> (PostingList, [UInt32]) {
+    /// The whole list `key` as a bitmap (its chunks decoded straight into the bits).
+    private static func bitmap(_ reader: some ReadModelReader, _ key: [UInt8], universe: Int) throws -> IDBitmap {
+        var set = IDBitmap(universe: universe)
+        try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
+            guard k.count == key.count + Postings.suffixLength else { return false }
+            set.insert(chunk: v)
+            return true
+        }
+        return set
+    }
+
+    /// Calls `body` with (value key, chunk bytes) for every chunk of every value list under
+    /// `attributePrefix` (`c<cat>\0<attribute>\0`), in key order: a value's chunks are consecutive.
+    private static func forEachValueChunk(_ reader: some ReadModelReader, _ attributePrefix: [UInt8], _ body: ([UInt8], UnsafeRawBufferPointer) throws -> Void) throws {
+        var lastValue: [UInt8] = []
+        try reader.scan(CatalogLayout.postings, prefix: attributePrefix, from: nil, reverse: false) { k, v in
+            guard k.count > attributePrefix.count + Postings.suffixLength else { return true }
+            let value = UnsafeRawBufferPointer(rebasing: k[attributePrefix.count..<(k.count - Postings.suffixLength)])
+            if !lastValue.elementsEqual(value) { lastValue = Array(value) }
+            try body(lastValue, v)
+            return true
+        }
+    }
+
+    /// Fills everything but the products; returns the page's ids in order.
+    ///
+    /// Sets are bitmaps over every internal id (``IDBitmap``): intersections are word ANDs, and a
+    /// facet value's count probes the bitmap once per id of its list; no intermediate id list is
+    /// built. Only the attributes asked for (facets and filters) are read, each by its own prefix.
+    private static func evaluate(_ reader: some ReadModelReader, _ plan: Plan, _ response: inout Tote_V1_SearchCatalogResponse) throws -> [UInt32] {
         let categoryID: String
         if plan.categorySlug.isEmpty {
             categoryID = ""
@@ -170,69 +200,81 @@ public enum CatalogQuery {
         } else {
             categoryID = plan.categorySlug  // unknown slug: an id-listed category may still exist
         }
-        let all = try list(reader, CatalogLayout.categoryAll(categoryID))
+        let universe = try universe(reader)
+        let all = try bitmap(reader, CatalogLayout.categoryAll(categoryID), universe: universe)
 
         // Text: every query token as a prefix of some product token.
-        var textList: PostingList?
-        var exactLists: [PostingList] = []
+        var textList: IDBitmap?
+        var exactLists: [IDBitmap] = []
         for token in plan.tokens {
-            var lists: [PostingList] = []
+            var matched = IDBitmap(universe: universe)
             try reader.scan(CatalogLayout.postings, prefix: CatalogLayout.token(token), from: nil, reverse: false) { _, v in
-                lists.append(PostingList(bytes: v))
+                matched.insert(chunk: v)
                 return true
             }
-            let matched = PostingList.union(lists)
-            textList = textList.map { $0.intersection(matched) } ?? matched
-            exactLists.append(try list(reader, CatalogLayout.token(token)))
+            if textList == nil { textList = matched } else { textList!.formIntersection(matched) }
+            if plan.sort == .relevance { exactLists.append(try bitmap(reader, CatalogLayout.token(token), universe: universe)) }
         }
-        let stockList = plan.inStockOnly ? try list(reader, CatalogLayout.inStock) : nil
-        let priceList = try priceFiltered(reader, plan)
+        let stockList = plan.inStockOnly ? try bitmap(reader, CatalogLayout.inStock, universe: universe) : nil
+        let priceList = try priceFiltered(reader, plan, universe: universe)
 
-        // The values of every attribute in the category: attribute → [(value key, list)].
+        // Each filter's accepted products (OR over its values): a filter listing values reads just
+        // those lists; one with a numeric range reads every value of its attribute.
         let categoryPrefix = CatalogLayout.categoryAll(categoryID)
-        var attributeValues: [String: [([UInt8], PostingList)]] = [:]
-        var attributeOrder: [String] = []
-        let wanted = Set(plan.facetAttributes + plan.filters.map(\.attribute))
-        try reader.scan(CatalogLayout.postings, prefix: categoryPrefix, from: nil, reverse: false) { k, v in
-            // Skip the category's own list (key + chunk number only).
-            guard k.count > categoryPrefix.count + Postings.suffixLength else { return true }
-            let rest = Array(k[categoryPrefix.count..<(k.count - Postings.suffixLength)])
-            guard let sep = rest.firstIndex(of: 0) else { return true }
-            let attribute = String(decoding: rest[..<sep], as: UTF8.self)
-            if !plan.facetAttributes.isEmpty && !wanted.contains(attribute) { return true }
-            if attributeValues[attribute] == nil { attributeOrder.append(attribute) }
-            let value = Array(rest[(sep + 1)...])
-            let chunk = PostingList(bytes: v)
-            if let last = attributeValues[attribute]?.last, last.0 == value {
-                // The next chunk of the same list: ids continue in order.
-                attributeValues[attribute]![attributeValues[attribute]!.count - 1].1 = PostingList(sortedUnique: last.1.ids + chunk.ids)
-            } else {
-                attributeValues[attribute, default: []].append((value, chunk))
-            }
-            return true
-        }
-        // Each filter's accepted products (OR over its values).
-        var filterLists: [String: PostingList] = [:]
+        var filterLists: [String: IDBitmap] = [:]
         for f in plan.filters {
-            let lists = (attributeValues[f.attribute] ?? []).filter { f.accepts($0.0[...]) }.map(\.1)
-            filterLists[f.attribute] = PostingList.union(lists)
+            var accepted = IDBitmap(universe: universe)
+            let attributePrefix = categoryPrefix + Array(f.attribute.utf8) + [0]
+            if f.min == nil && f.max == nil {
+                for value in f.values {
+                    let key = attributePrefix + value
+                    try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
+                        // Longer values under the same prefix are skipped (their keys are longer).
+                        if k.count == key.count + Postings.suffixLength { accepted.insert(chunk: v) }
+                        return true
+                    }
+                }
+            } else {
+                try forEachValueChunk(reader, attributePrefix) { value, v in
+                    if f.accepts(value[...]) { accepted.insert(chunk: v) }
+                }
+            }
+            filterLists[f.attribute] = accepted
         }
-        let base = PostingList.intersect([all, textList, stockList])!
-        let withoutPrice = PostingList.intersect([base] + plan.filters.map { filterLists[$0.attribute] })!
-        let result = PostingList.intersect([withoutPrice, priceList])!
-        let withPrice = PostingList.intersect([base, priceList])!
-        response.totalCount = UInt64(result.count)
+        let base = IDBitmap.intersect([all, textList, stockList])!
+        let withoutPrice = IDBitmap.intersect([base] + plan.filters.map { filterLists[$0.attribute] })!
+        let result = IDBitmap.intersect([withoutPrice, priceList])!
+        let withPrice = IDBitmap.intersect([base, priceList])!
+        let total = result.count
+        response.totalCount = UInt64(total)
 
-        // Facets: for A, everything but A's own filter.
-        let facetNames = plan.facetAttributes.isEmpty ? attributeOrder.sorted() : plan.facetAttributes
+        // Facets: for A, everything but A's own filter; each chunk of A's value lists is counted
+        // against that set as it is read (no id list is built).
+        var facetNames = plan.facetAttributes
+        if facetNames.isEmpty {
+            // Every attribute of the category, by name.
+            var names = Set<String>()
+            try reader.scan(CatalogLayout.postings, prefix: categoryPrefix, from: nil, reverse: false) { k, _ in
+                guard k.count > categoryPrefix.count + Postings.suffixLength else { return true }
+                let rest = UnsafeRawBufferPointer(rebasing: k[categoryPrefix.count..<(k.count - Postings.suffixLength)])
+                if let sep = rest.firstIndex(of: 0) { names.insert(String(decoding: rest[..<sep], as: UTF8.self)) }
+                return true
+            }
+            facetNames = names.sorted()
+        }
         for attribute in facetNames {
-            let others = PostingList.intersect([withPrice] + plan.filters.filter { $0.attribute != attribute }.map { filterLists[$0.attribute] })!
+            let others = IDBitmap.intersect([withPrice] + plan.filters.filter { $0.attribute != attribute }.map { filterLists[$0.attribute] })!
             let selected = plan.selected[attribute] ?? []
             var counted: [([UInt8], Int)] = []
-            for (value, l) in attributeValues[attribute] ?? [] {
-                let n = others.intersectionCount(l)
-                if n > 0 || selected.contains(value) { counted.append((value, n)) }
+            try forEachValueChunk(reader, categoryPrefix + Array(attribute.utf8) + [0]) { value, v in
+                let n = others.count(chunk: v)
+                if let last = counted.last, last.0 == value {
+                    counted[counted.count - 1].1 += n
+                } else {
+                    counted.append((value, n))
+                }
             }
+            counted.removeAll { $0.1 == 0 && !selected.contains($0.0) }
             for value in selected.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !counted.contains(where: { $0.0 == value }) { counted.append((value, 0)) }
             if plan.facetAttributes.isEmpty && !counted.contains(where: { $0.1 > 0 }) && selected.isEmpty { continue }
             counted.sort { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.lexicographicallyPrecedes($1.0) }
@@ -254,7 +296,7 @@ public enum CatalogQuery {
         }
 
         // Price stats over the matches, ignoring the price filter.
-        if let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice) {
+        if let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice, universe: universe) {
             var stats = Tote_V1_PriceStats()
             stats.min.currency = plan.currency
             stats.min.minorUnits = lo
@@ -263,75 +305,137 @@ public enum CatalogQuery {
             response.priceStats = stats
         }
 
-        let page = try order(reader, plan, result, exactLists: exactLists)
-        response.pageInfo.totalCount = UInt64(result.count)
-        if plan.offset + plan.pageSize < result.count { response.pageInfo.nextPageToken = String(plan.offset + plan.pageSize) }
-        return (result, page)
+        let page = try order(reader, plan, result, count: total, universe: universe, exactLists: exactLists)
+        response.pageInfo.totalCount = UInt64(total)
+        if plan.offset + plan.pageSize < total { response.pageInfo.nextPageToken = String(plan.offset + plan.pageSize) }
+        return page
     }
 
     /// Products with a variant price in the requested range; nil when there is no range.
-    private static func priceFiltered(_ reader: some ReadModelReader, _ plan: Plan) throws -> PostingList? {
+    private static func priceFiltered(_ reader: some ReadModelReader, _ plan: Plan, universe: Int) throws -> IDBitmap? {
         guard plan.priceMin != nil || plan.priceMax != nil else { return nil }
         let lo = plan.priceMin ?? 0, hi = plan.priceMax ?? Int64.max
         let loBucket = CatalogLayout.bucket(lo), hiBucket = CatalogLayout.bucket(hi)
         let prefix = CatalogLayout.priceBucketPrefix(plan.currency)
-        var inside: [PostingList] = []
-        var edge: [PostingList] = []
+        var inside = IDBitmap(universe: universe)
+        var edge = IDBitmap(universe: universe)
         try reader.scan(CatalogLayout.postings, prefix: prefix, from: CatalogLayout.priceBucket(plan.currency, loBucket), reverse: false) { k, v in
             guard k.count == prefix.count + 2 + Postings.suffixLength else { return true }
             let b = UInt16(k[prefix.count]) << 8 | UInt16(k[prefix.count + 1])
             if b > hiBucket { return false }
-            if b == loBucket || b == hiBucket { edge.append(PostingList(bytes: v)) } else { inside.append(PostingList(bytes: v)) }
+            if b == loBucket || b == hiBucket { edge.insert(chunk: v) } else { inside.insert(chunk: v) }
             return true
         }
-        var accepted: [UInt32] = []
-        for id in PostingList.union(edge).ids {
+        try edge.forEach { id in
+            guard !inside.contains(id) else { return true }
             let ok = try reader.withValue(CatalogLayout.prices, CatalogLayout.priceList(plan.currency, id)) { b in
                 stride(from: 0, to: b.count, by: 8).contains { i in
                     let p = CatalogLayout.readSortable(b, at: i)
                     return p >= lo && p <= hi
                 }
             } ?? false
-            if ok { accepted.append(id) }
+            if ok { inside.insert(id) }
+            return true
         }
-        return PostingList.union(inside + [PostingList(sortedUnique: accepted)])
+        return inside
     }
 
     /// The lowest and highest variant price among `ids` in `currency`.
-    private static func priceStats(_ reader: some ReadModelReader, _ currency: String, _ ids: PostingList) throws -> (Int64, Int64)? {
-        guard !ids.isEmpty else { return nil }
+    ///
+    /// The min (max) is the first key of the `l` (`h`) sort index, scanned up (down), whose id is
+    /// in the set: about universe / |set| keys. A small set, or a scan that found nothing within
+    /// a few times that, reads each product's price list instead (|set| reads).
+    private static func priceStats(_ reader: some ReadModelReader, _ currency: String, _ ids: IDBitmap, universe: Int) throws -> (Int64, Int64)? {
+        let n = ids.count
+        guard n > 0 else { return nil }
         var lo: Int64?, hi: Int64?
-        if ids.count <= 4096 {
-            for id in ids.ids {
+        func perProduct() throws {
+            lo = nil
+            hi = nil
+            try ids.forEach { id in
                 try reader.withValue(CatalogLayout.prices, CatalogLayout.priceList(currency, id)) { b in
                     guard b.count >= 8 else { return }
                     let first = CatalogLayout.readSortable(b, at: 0), last = CatalogLayout.readSortable(b, at: b.count - 8)
                     lo = Swift.min(lo ?? first, first)
                     hi = Swift.max(hi ?? last, last)
                 }
-            }
-        } else {
-            let minPrefix = CatalogLayout.minPricePrefix(currency), maxPrefix = CatalogLayout.maxPricePrefix(currency)
-            try reader.scan(CatalogLayout.sortKeys, prefix: minPrefix, from: nil, reverse: false) { k, _ in
-                guard ids.contains(CatalogLayout.readU32(k, at: k.count - 4)) else { return true }
-                lo = CatalogLayout.readSortable(k, at: minPrefix.count)
-                return false
-            }
-            try reader.scan(CatalogLayout.sortKeys, prefix: maxPrefix, from: nil, reverse: true) { k, _ in
-                guard ids.contains(CatalogLayout.readU32(k, at: k.count - 4)) else { return true }
-                hi = CatalogLayout.readSortable(k, at: maxPrefix.count)
-                return false
+                return true
             }
         }
+        // Keys scanned before the first hit, roughly; reading each product's list costs n.
+        let expected = universe / n
+        guard n > expected else {
+            try perProduct()
+            guard let lo, let hi else { return nil }
+            return (lo, hi)
+        }
+        // A bound on the scans: far past the expected distance means the set's prices are rare
+        // in this currency; the per-product reads then cost at most |set|.
+        let budget = Swift.max(256, 16 * expected)
+        var complete = true
+        for (prefix, reverse) in [(CatalogLayout.minPricePrefix(currency), false), (CatalogLayout.maxPricePrefix(currency), true)] {
+            var seen = 0
+            var found: Int64?
+            try reader.scan(CatalogLayout.sortKeys, prefix: prefix, from: nil, reverse: reverse) { k, _ in
+                seen += 1
+                if ids.contains(CatalogLayout.readU32(k, at: k.count - 4)) {
+                    found = CatalogLayout.readSortable(k, at: prefix.count)
+                    return false
+                }
+                return seen < budget
+            }
+            if found == nil && seen >= budget { complete = false; break }
+            if reverse { hi = found } else { lo = found }
+        }
+        if !complete { try perProduct() }
         guard let lo, let hi else { return nil }
         return (lo, hi)
     }
 
+    /// The `catalog.sort` key starting with `prefix` (and followed by exactly 8 + 4 bytes) among a
+    /// product's memberships (`u8` kind · `u16` length · key, repeated), or nil.
+    private static func sortKey(in m: UnsafeRawBufferPointer, prefix: [UInt8]) -> [UInt8]? {
+        var i = 0
+        while i + 3 <= m.count {
+            let kind = m[i], n = Int(m[i + 1]) << 8 | Int(m[i + 2])
+            i += 3
+            guard i + n <= m.count else { return nil }
+            if kind == CatalogProjection.Target.sort.rawValue, n == prefix.count + 12,
+               prefix.withUnsafeBytes({ p in memcmp(p.baseAddress!, m.baseAddress! + i, prefix.count) == 0 }) {
+                return Array(m[i..<(i + n)])
+            }
+            i += n
+        }
+        return nil
+    }
+
     /// The page of `result` in the requested order.
-    private static func order(_ reader: some ReadModelReader, _ plan: Plan, _ result: PostingList, exactLists: [PostingList]) throws -> [UInt32] {
+    private static func order(_ reader: some ReadModelReader, _ plan: Plan, _ result: IDBitmap, count: Int, universe: Int, exactLists: [IDBitmap]) throws -> [UInt32] {
         let wanted = plan.offset + plan.pageSize
-        guard plan.offset < result.count else { return [] }
+        guard plan.offset < count else { return [] }
         var ordered: [UInt32] = []
+        if plan.sort != .relevance && count * 16 < universe * wanted / count {
+            // Few matches: scanning the index would pass about universe / count keys per match
+            // wanted; reading each match's own sort key (from its memberships) is cheaper.
+            let prefix: [UInt8]
+            switch plan.sort {
+            case .newest: prefix = [0x6e]
+            case .priceAscending: prefix = CatalogLayout.minPricePrefix(plan.currency)
+            default: prefix = CatalogLayout.maxPricePrefix(plan.currency)
+            }
+            var keyed: [[UInt8]] = []
+            var missing: [UInt32] = []
+            try result.forEach { id in
+                let key: [UInt8]?? = try reader.withValue(CatalogLayout.memberships, CatalogLayout.u32(id)) { m in sortKey(in: m, prefix: prefix) }
+                if case let k?? = key { keyed.append(k) } else { missing.append(id) }
+                return true
+            }
+            keyed.sort { CatalogLayout.precedes($0, $1) }
+            if plan.sort != .priceAscending { keyed.reverse() }
+            // Same order as the scan: by key, then products without a price in the currency, by id.
+            ordered = (keyed.map { CatalogLayout.readU32($0, at: $0.count - 4) } + missing).prefix(wanted).map { $0 }
+            return Array(ordered.dropFirst(plan.offset).prefix(plan.pageSize))
+        }
         switch plan.sort {
         case .relevance:
             // Score: 2 per query token matching a whole product token, 1 per prefix match; ties by id.
@@ -347,7 +451,7 @@ public enum CatalogQuery {
         case .priceAscending, .priceDescending:
             let ascending = plan.sort == .priceAscending
             let prefix = ascending ? CatalogLayout.minPricePrefix(plan.currency) : CatalogLayout.maxPricePrefix(plan.currency)
-            var seen = Set<UInt32>()
+            var seen = IDBitmap(universe: 0)
             var exhausted = true
             try reader.scan(CatalogLayout.sortKeys, prefix: prefix, from: nil, reverse: !ascending) { k, _ in
                 let id = CatalogLayout.readU32(k, at: k.count - 4)
@@ -357,9 +461,9 @@ public enum CatalogQuery {
             }
             // Products without a price in the currency come last, by id.
             if exhausted {
-                for id in result.ids where !seen.contains(id) {
-                    ordered.append(id)
-                    if ordered.count >= wanted { break }
+                result.forEach { id in
+                    if !seen.contains(id) { ordered.append(id) }
+                    return ordered.count < wanted
                 }
             }
         }

@@ -195,6 +195,51 @@ enum Postings {
         if chunk.isEmpty { try store.delete(CatalogLayout.postings, k) } else { try store.put(CatalogLayout.postings, k, chunk.bytes) }
     }
 
+    /// Applies a batch's changes to one chunk (`chunkKey`: list key + chunk number): one read and
+    /// at most one write (or delete, when it empties). An id added that is present, or removed
+    /// that is absent, changes nothing, as with ``insert(_:into:_:)`` and ``remove(_:from:_:)``.
+    static func apply<W: ReadModelWriter>(_ change: CatalogProjection.ChunkChange, to chunkKey: [UInt8], _ store: inout W) throws {
+        let adds = change.adds.sorted(), removes = change.removes.sorted()
+        // Fast path (new products, ids allocated in order): nothing removed, every id added is
+        // above the chunk's last one: the stored bytes followed by the new ids, no decoding.
+        if removes.isEmpty, let first = adds.first, zip(adds, adds.dropFirst()).allSatisfy({ $0 < $1 }) {
+            let appended: [UInt8]? = try store.withValue(CatalogLayout.postings, chunkKey) { old -> [UInt8]? in
+                let n = old.count / 4
+                guard n == 0 || UInt32(littleEndian: old.loadUnaligned(fromByteOffset: (n - 1) * 4, as: UInt32.self)) < first else { return nil }
+                var out = [UInt8](repeating: 0, count: (n + adds.count) * 4)
+                out.withUnsafeMutableBytes { raw in
+                    if n > 0 { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: old[..<(n * 4)])) }
+                    for (i, id) in adds.enumerated() { raw.storeBytes(of: id.littleEndian, toByteOffset: (n + i) * 4, as: UInt32.self) }
+                }
+                return out
+            } ?? PostingList(sortedUnique: adds).bytes
+            if let appended {
+                try store.put(CatalogLayout.postings, chunkKey, appended)
+                return
+            }
+        }
+        let old = try store.withValue(CatalogLayout.postings, chunkKey) { PostingList(bytes: $0).ids } ?? []
+        var out: [UInt32] = []
+        out.reserveCapacity(old.count + adds.count)
+        var i = 0, a = 0, r = 0
+        while i < old.count || a < adds.count {
+            let next: UInt32
+            if a == adds.count || (i < old.count && old[i] <= adds[a]) {
+                next = old[i]
+                if a < adds.count && adds[a] == next { a += 1 }  // added but already there
+                i += 1
+            } else {
+                next = adds[a]
+                a += 1
+            }
+            while r < removes.count && removes[r] < next { r += 1 }
+            if r < removes.count && removes[r] == next { continue }
+            out.append(next)
+        }
+        guard out != old else { return }
+        if out.isEmpty { try store.delete(CatalogLayout.postings, chunkKey) } else { try store.put(CatalogLayout.postings, chunkKey, PostingList(sortedUnique: out).bytes) }
+    }
+
     /// The whole list `key` (its chunks, concatenated). Its chunks sort before any longer key
     /// with the same prefix (a chunk number's first byte is below 0x10, the next byte of a longer
     /// token or attribute key is a letter or digit), so the scan stops at the first other key.

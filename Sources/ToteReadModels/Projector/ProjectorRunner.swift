@@ -140,14 +140,32 @@ public final class ProjectorRunner: Sendable {
     }
 
     /// Applies everything available now, batch by batch; returns the number of events read.
+    ///
+    /// While a batch is applied (on the writer thread), the next one is already being read from
+    /// the log: reading and applying overlap. The prefetched batch is used only if the position
+    /// is still the one it was read after (a switch or another runner may have moved it);
+    /// otherwise it is dropped and read again.
     @discardableResult
     public func catchUp() async throws -> Int {
         var total = 0
+        let eventStore = self.eventStore, batchSize = self.batchSize
+        var prefetched: (after: LogPosition, task: Task<[RecordedEvent], any Error>)?
+        defer { prefetched?.task.cancel() }
         while true {
             let store = try currentStore(nil)
             let after = watch.position
-            let batch = try await eventStore.readAll(after: after, limit: batchSize)
-            if batch.isEmpty { return total }
+            let batch: [RecordedEvent]
+            if let p = prefetched, p.after == after {
+                batch = try await p.task.value
+            } else {
+                prefetched?.task.cancel()
+                batch = try await eventStore.readAll(after: after, limit: batchSize)
+            }
+            prefetched = nil
+            guard let last = batch.last?.position else { return total }
+            if batch.count == batchSize {
+                prefetched = (last, Task { try await eventStore.readAll(after: last, limit: batchSize) })
+            }
             try await apply(batch, to: store, after: after)
             total += batch.count
         }
