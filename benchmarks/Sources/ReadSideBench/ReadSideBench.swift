@@ -22,6 +22,12 @@ import ToteServices
 ///
 ///     ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N]
 ///                   [--facet-calls N] [--live-rate N] [--live-seconds S] [--redis-port P]
+///                   [--catch-up-only] [--facets-only]
+///
+/// `--catch-up-only` stops after the catch-up and also measures each projection alone (catalog,
+/// autocomplete, orders), each from zero into its own fresh environment: to iterate on the
+/// projections without the point-read, facet and live phases. `--facets-only` skips the point
+/// reads and the live phase.
 @main
 enum ReadSideBench {
     struct Options {
@@ -37,9 +43,11 @@ enum ReadSideBench {
         var redisPort: Int?
         var redisBenchmark = "redis-benchmark"
         var seed: UInt64 = 2026
+        var catchUpOnly = false
+        var facetsOnly = false
     }
 
-    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--redis-port P] [--redis-benchmark PATH]"
+    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only]"
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
@@ -59,6 +67,8 @@ enum ReadSideBench {
                 case "--batch-size": options.batchSize = try arguments.count()
                 case "--redis-port": options.redisPort = try arguments.count()
                 case "--redis-benchmark": options.redisBenchmark = try arguments.value()
+                case "--catch-up-only": options.catchUpOnly = true
+                case "--facets-only": options.facetsOnly = true
                 case "-h", "--help": print(usage); return
                 default: throw arguments.unknownOption()
                 }
@@ -121,6 +131,25 @@ enum ReadSideBench {
         let environment = try readSide.directory.current.environment
         let info = try environment.info()
         print("LMDB: \(info.lastPage * info.pageSize / 1_048_576) MiB used")
+        if options.catchUpOnly {
+            var rows = ["| all three projections | \(applied) | \(formatFixed(catchUpSeconds, 2)) s | \(formatFixed(catchUpRate, 0)) events/s |"]
+            for projection in ReadSide.projections {
+                let (seconds, count) = try await catchUpAlone(projection, eventStore: store, folder: folder + "-" + projection.name, batchSize: options.batchSize)
+                print("catch-up, \(projection.name) alone: \(count) events in \(formatFixed(seconds, 2)) s = \(formatFixed(Double(count) / seconds, 0)) events/s; loadavg(1m) \(formatFixed(loadAverage(), 2))")
+                rows.append("| \(projection.name) alone | \(count) | \(formatFixed(seconds, 2)) s | \(formatFixed(Double(count) / seconds, 0)) events/s |")
+            }
+            await store.shutdown()
+            try await pool.shutdown()
+            print("""
+
+                ## Catch-up (loadavg(1m) at end: \(formatFixed(loadAverage(), 2)); batches of \(options.batchSize), synced commits)
+
+                | projections | events | time | rate |
+                |---|--:|--:|--:|
+                \(rows.joined(separator: "\n"))
+                """)
+            return
+        }
 
         // The query service on a real TCP port.
         var router = RPCRouter()
@@ -135,13 +164,13 @@ enum ReadSideBench {
         }
 
         // 3. Point reads against redis.
-        let points = try await PointReads.run(options: options, readSide: readSide, connections: connections, orderIDs: orderIDs)
+        let points = options.facetsOnly ? [] : try await PointReads.run(options: options, readSide: readSide, connections: connections, orderIDs: orderIDs)
 
         // 4. Facets against PostgreSQL.
         let facets = try await Facets.run(options: options, readSide: readSide, connection: connections[0], cluster: cluster)
 
         // 5. Live lag.
-        let live = try await LiveLag.run(options: options, held: held, connectionString: connectionString, projector: projector, connection: connections[0])
+        let live = options.facetsOnly ? nil : try await LiveLag.run(options: options, held: held, connectionString: connectionString, projector: projector, connection: connections[0])
 
         for connection in connections { await connection.close() }
         await server.shutdownGracefully()
@@ -157,8 +186,22 @@ enum ReadSideBench {
             \(points.map(\.row).joined(separator: "\n"))
             \(facets.row)
             | projection catch-up from zero (\(applied) events, batches of \(options.batchSize)) | \(formatFixed(catchUpRate, 0)) events/s | — | \(formatFixed(catchUpRate / 200_000, 2))× of target | ≥ 200,000 events/s: \(catchUpRate >= 200_000 ? "met" : "missed") |
-            \(live.row)
+            \(live?.row ?? "| live lag | skipped (--facets-only) | | | |")
             """)
+    }
+
+    /// Catch-up of one projection alone from zero into a fresh environment (synced commits):
+    /// seconds and events read.
+    static func catchUpAlone(_ projection: any Projection, eventStore: EventStore, folder: String, batchSize: Int) async throws -> (Double, Int) {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let models = try LMDBReadModelStore(path: folder, projections: [projection])
+        let runner = try ProjectorRunner(projections: [projection], eventStore: eventStore, store: models, batchSize: batchSize)
+        let start = monotonicNanoseconds()
+        let count = try await runner.catchUp()
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        await models.shutdown()
+        try? FileManager.default.removeItem(atPath: folder)
+        return (seconds, count)
     }
 
     /// Appends in log order: runs of consecutive events in one transaction of up to 1000 events,
