@@ -219,7 +219,7 @@ struct StorefrontQueryServiceTests {
         defer { Task { await client.close(); await server.shutdownGracefully() } }
 
         let stored = try #require(store.databases[StorefrontLayout.products]?.first { $0.value.first == StorefrontLayout.servedFlag })
-        let expected = try Tote_V1_Product(serializedBytes: stored.value.dropFirst())
+        let expected = try Tote_V1_Product(serializedBytes: Array(stored.value.dropFirst()))
         #expect(try await client.unary(QueryAPI.getProduct, request(id: expected.productID)) == expected)
         #expect(try await client.unary(QueryAPI.getProduct, request(slug: expected.details.slug)) == expected)
         let whole = try await client.unary(QueryAPI.getCategoryTree, tree())

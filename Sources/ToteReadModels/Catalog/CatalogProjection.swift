@@ -218,12 +218,7 @@ public struct CatalogProjection: Projection {
     private func applyCategory<W: ReadModelWriter>(_ event: Tote_V1_CategoryEvent, _ store: inout W, _ batch: inout Batch) throws {
         switch event.event {
         case .categoryCreated(let e)?:
-            var c = Tote_V1_Category()
-            c.slug = e.slug.isEmpty ? e.categoryID : e.slug
-            c.name = e.name
-            c.parentSlug = e.parentID
-            c.position = e.position
-            c.ancestorSlugs = e.ancestorIds
+            let c = Tote_V1_Category(record: e)
             try store.put(CatalogLayout.categories, Array(e.categoryID.utf8), try c.serializedBytes())
             try store.put(CatalogLayout.categorySlugs, Array(c.slug.utf8), Array(e.categoryID.utf8))
             try refreshProducts(inCategory: e.categoryID, store, &batch)

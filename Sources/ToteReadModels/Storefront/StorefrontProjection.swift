@@ -31,7 +31,7 @@ public struct StorefrontProjection: Projection {
                 if let cached = products[id] {
                     record = cached
                 } else {
-                    record = try store.get(StorefrontLayout.products, Array(id.utf8)).map { try Tote_V1_Product(serializedBytes: $0.dropFirst()) } ?? Tote_V1_Product()
+                    record = try store.get(StorefrontLayout.products, Array(id.utf8)).map { try Tote_V1_Product(serializedBytes: Array($0.dropFirst())) } ?? Tote_V1_Product()
                 }
                 let oldSlug = record.details.slug
                 Self.evolve(&record, e, version: event.streamVersion)
@@ -146,13 +146,7 @@ public struct StorefrontProjection: Projection {
     static func evolve(_ c: Tote_V1_Category?, _ e: Tote_V1_CategoryEvent) -> Tote_V1_Category? {
         switch e.event {
         case .categoryCreated(let x)?:
-            var c = Tote_V1_Category()
-            c.slug = x.slug.isEmpty ? x.categoryID : x.slug
-            c.name = x.name
-            c.parentSlug = x.parentID
-            c.position = x.position
-            c.ancestorSlugs = x.ancestorIds
-            return c
+            return Tote_V1_Category(record: x)
         case .categoryRenamed(let x)?:
             guard var c else { return nil }
             c.name = x.name
@@ -226,4 +220,17 @@ public enum StorefrontLayout {
 
     /// Every database of the storefront model.
     public static let all = [products, productSlugs, categories, tree]
+}
+
+extension Tote_V1_Category {
+    /// The read models' record of a created category: its slug (the id when it has none), name,
+    /// position, and its parent and ancestors as ids in `parent_slug` and `ancestor_slugs`.
+    init(record e: Tote_V1_CategoryCreated) {
+        self.init()
+        slug = e.slug.isEmpty ? e.categoryID : e.slug
+        name = e.name
+        parentSlug = e.parentID
+        position = e.position
+        ancestorSlugs = e.ancestorIds
+    }
 }
