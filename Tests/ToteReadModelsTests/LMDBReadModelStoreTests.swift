@@ -157,3 +157,53 @@ struct LMDBAnyReader: ReadModelReader {
         try base.scan(database, prefix: prefix, from: start, reverse: reverse, body)
     }
 }
+
+/// A test projection whose layout version is chosen by the test.
+private struct VersionedProjection: Projection {
+    var name: String
+    var layoutVersion: Int
+    var databases: [String] { ["\(name).data"] }
+    func apply(_ event: RecordedEvent, to store: inout some ReadModelWriter) throws {
+        try store.put("\(name).data", Array(event.stream.utf8), event.data)
+    }
+}
+
+@Suite("Read-model layout versions")
+struct LayoutVersionTests {
+    private func open(_ folder: LMDBTestFolder, _ projections: [any Projection]) throws -> LMDBReadModelStore {
+        try LMDBReadModelStore(path: folder.path, projections: projections, configuration: .init(noSync: true))
+    }
+
+    @Test("a projection of another layout version is cleared and starts from the log's start; the others keep their data and cursors")
+    func otherVersionIsCleared() async throws {
+        let folder = LMDBTestFolder()
+        let at = LogPosition(transactionID: 5, globalPosition: 50)
+        do {
+            // A store written before versions were recorded: data and cursors, no versions.
+            let v1: [any Projection] = [VersionedProjection(name: "a", layoutVersion: 1), VersionedProjection(name: "b", layoutVersion: 1)]
+            let store = try open(folder, v1)
+            try await store.write { w in
+                for name in ["a", "b"] {
+                    try w.put("\(name).data", Array("s".utf8), [1])
+                    try w.setCursor(name, at)
+                }
+            }
+            await store.shutdown()
+        }
+        do {
+            // Unrecorded versions count as 1: nothing to clear, the versions get recorded.
+            let store = try open(folder, [VersionedProjection(name: "a", layoutVersion: 1), VersionedProjection(name: "b", layoutVersion: 1)])
+            #expect(try store.adoptLayouts([VersionedProjection(name: "a", layoutVersion: 1), VersionedProjection(name: "b", layoutVersion: 1)]).isEmpty)
+            await store.shutdown()
+        }
+        let v2: [any Projection] = [VersionedProjection(name: "a", layoutVersion: 2), VersionedProjection(name: "b", layoutVersion: 1)]
+        let store = try open(folder, v2)
+        #expect(try store.adoptLayouts(v2) == ["a"])
+        #expect(try store.cursors() == ["b": at])
+        #expect(try store.position == .start, "the cleared projection replays from the start")
+        #expect(try store.read { try $0.get("a.data", Array("s".utf8)) } == nil)
+        #expect(try store.read { try $0.get("b.data", Array("s".utf8)) } == [1])
+        #expect(try store.adoptLayouts(v2).isEmpty, "once adopted, the same versions clear nothing")
+        await store.shutdown()
+    }
+}

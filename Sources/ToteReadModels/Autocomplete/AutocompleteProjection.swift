@@ -84,6 +84,8 @@ public struct AutocompleteEntity: Sendable, Equatable {
 public struct AutocompleteProjection: Projection {
     public let name = "autocomplete"
     public var databases: [String] { AutocompleteLayout.all }
+    /// 2: the prefix → top-50 table (`autocomplete.top`) joined the layout.
+    public var layoutVersion: Int { 2 }
 
     public init() {}
 

@@ -71,6 +71,11 @@ public final class ProjectorRunner: Sendable {
         case .store(let fixed): store = fixed
         case .directory(let directory): store = try directory.current
         }
+        // A projection whose stored layout is of another version starts again from the log.
+        let cleared = try store.adoptLayouts(projections)
+        if !cleared.isEmpty {
+            logger.notice("read models of another layout version cleared; they are rebuilt from the log", metadata: ["projections": "\(cleared)", "path": "\(store.path)"])
+        }
         self.watch = PositionWatch(try store.position)
     }
 

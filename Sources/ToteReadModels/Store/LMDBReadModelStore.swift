@@ -17,6 +17,9 @@ import Synchronization
 public final class LMDBReadModelStore: ReadModelSource {
     /// The database holding the projections' cursors.
     public static let cursorsDatabase = "_cursors"
+    /// The database holding each projection's layout version (key = projection name, value =
+    /// u32 big-endian): see ``adoptLayouts(_:)``.
+    public static let layoutsDatabase = "_layouts"
 
     /// Why the store refused an operation.
     public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
@@ -36,7 +39,7 @@ public final class LMDBReadModelStore: ReadModelSource {
     public init(path: String, databases: [String], projections: [String], configuration: Environment.Configuration = .init()) throws {
         environment = try Environment(path: path, configuration: configuration)
         projectionNames = projections
-        databaseNames = Set(databases + [Self.cursorsDatabase])
+        databaseNames = Set(databases + [Self.cursorsDatabase, Self.layoutsDatabase])
         if configuration.readOnly {
             writer = nil
         } else {
@@ -124,7 +127,7 @@ public final class LMDBReadModelStore: ReadModelSource {
     public func snapshot(includingCursors: Bool = false) throws -> MemoryStore {
         try read { reader in
             var copy = MemoryStore()
-            for name in databaseNames.sorted() where includingCursors || name != Self.cursorsDatabase {
+            for name in databaseNames.sorted() where includingCursors || (name != Self.cursorsDatabase && name != Self.layoutsDatabase) {
                 var entries: [([UInt8], [UInt8])] = []
                 try reader.scan(name, prefix: [], from: nil, reverse: false) { key, value in
                     entries.append((Array(key), Array(value)))
@@ -133,6 +136,43 @@ public final class LMDBReadModelStore: ReadModelSource {
                 for (key, value) in entries { try copy.put(name, key, value) }
             }
             return copy
+        }
+    }
+
+    // MARK: Layout versions
+
+    /// Brings the stored layout of each projection to its ``Projection/layoutVersion``: a
+    /// projection whose databases were written by another version (a store from before versions
+    /// were recorded counts as version 1) has its databases cleared and its cursor removed, so
+    /// the projector replays the log into it from the start while the others carry on. A store
+    /// whose projection never ran just records the version. Returns the names of the
+    /// projections cleared. Call before the projector starts (it writes on the calling thread).
+    @discardableResult
+    public func adoptLayouts(_ projections: [any Projection]) throws -> [String] {
+        guard writer != nil else { return [] }
+        let handles = try databaseHandles()
+        func handle(_ name: String) throws -> Database {
+            guard let database = handles[name] else { throw Failure(description: "database \(name) is not open in \(path)") }
+            return database
+        }
+        let layouts = try handle(Self.layoutsDatabase), cursors = try handle(Self.cursorsDatabase)
+        return try environment.write { txn in
+            var cleared: [String] = []
+            for projection in projections {
+                let key = Array(projection.name.utf8)
+                let wanted = UInt32(projection.layoutVersion)
+                let stored = try txn.get(layouts, key).map { $0.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+                    ?? (try txn.get(cursors, key) == nil ? nil : 1)
+                if let stored, stored != wanted {
+                    for name in projection.databases { try txn.clear(try handle(name)) }
+                    _ = try txn.delete(cursors, key)
+                    cleared.append(projection.name)
+                }
+                if stored != wanted {
+                    try txn.put(layouts, key, [UInt8(wanted >> 24), UInt8((wanted >> 16) & 0xff), UInt8((wanted >> 8) & 0xff), UInt8(wanted & 0xff)])
+                }
+            }
+            return cleared
         }
     }
 

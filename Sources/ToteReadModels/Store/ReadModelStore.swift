@@ -32,6 +32,10 @@ public protocol Projection: Sendable {
     var name: String { get }
     /// The databases (LMDB named databases) it writes.
     var databases: [String] { get }
+    /// The version of its stored layout (default 1). Raise it when a change needs the model
+    /// built again from the log: a store written by another version is cleared for it and
+    /// rebuilt on start (`LMDBReadModelStore.adoptLayouts`).
+    var layoutVersion: Int { get }
     func apply(_ event: RecordedEvent, to store: inout some ReadModelWriter) throws
     /// Applies `events` (consecutive, in log order) inside one write transaction. The default
     /// applies them one by one; a projection overrides it to do work once per batch (e.g. once per
@@ -41,6 +45,8 @@ public protocol Projection: Sendable {
 }
 
 extension Projection {
+    public var layoutVersion: Int { 1 }
+
     public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
         for event in events { try apply(event, to: &store) }
     }
