@@ -28,7 +28,7 @@ struct DevAdminTests {
         // Stations that accept every task and never finish one (a pick takes 10 minutes), so the
         // tasks stay at a station for the interventions: tote dev's own arguments, with a slower
         // --pick-ms after them (the simulator takes the last).
-        let dev = try await DevProcess.start(["--controllers", "2,1", "--demo-products", "0", "--traffic", "0"], stations: "dev: started 2 pick and 1 pack station(s)") { base in
+        let dev = try await DevProcess.start(["--controllers", "2,1", "--demo-products", "0", "--traffic", "0", "--log-format", "json", "--log-level", "debug"], stations: "dev: started 2 pick and 1 pack station(s)") { base in
             let wrapper = base.appendingPathComponent("stalling-sim")
             try "#!/bin/sh\nexec '\(simulator)' \"$@\" --pick-ms 600000/0\n".write(to: wrapper, atomically: true, encoding: .utf8)
             chmod(wrapper.path, 0o755)
@@ -160,6 +160,30 @@ struct DevAdminTests {
         // Nothing above changed the orders it was refused for.
         #expect(try await getOrder(shopper, unpaid).state == .placed)
         #expect(try await getOrder(shopper, refundOrder).refundedTotal.minorUnits == 1000)
+
+        // Structured logs (`--log-format json --log-level debug`): every log line is one JSON
+        // object, and every line of a call carries its method and correlation id: a call that
+        // names its correlation id finds it on its line, and a refused call's line has its code.
+        var trace = Tote_V1_GetOrderRequest()
+        trace.orderID = unpaid
+        _ = try await shopper.unary(OrdersAPI.getOrder, trace, options: CallOptions(timeout: .seconds(10), correlationID: "devadmin-trace-1"))
+        trace.orderID = "no-such-order"
+        _ = try? await shopper.unary(OrdersAPI.getOrder, trace, options: CallOptions(timeout: .seconds(10), correlationID: "devadmin-trace-2"))
+        var lines: [[String: Any]] = []
+        try await eventually(timeout: .seconds(30), "the traced calls' log lines") {
+            lines = dev.said.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            return lines.contains { $0["correlation_id"] as? String == "devadmin-trace-2" }
+        }
+        let jsonLines = dev.said.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(jsonLines.count == lines.count, "every log line parses as JSON")
+        let calls = lines.filter { $0["msg"] as? String == "call ended" }
+        #expect(calls.count >= 10 && calls.allSatisfy { ($0["method"] as? String)?.hasPrefix("tote.v1.") == true && !(($0["correlation_id"] as? String) ?? "").isEmpty },
+                "\(calls.prefix(3))")
+        let traced = lines.filter { $0["correlation_id"] as? String == "devadmin-trace-1" }
+        #expect(traced.contains { $0["method"] as? String == "tote.v1.Orders/GetOrder" && $0["code"] as? String == "OK" && $0["level"] as? String == "debug" }, "\(traced)")
+        #expect(lines.contains { $0["correlation_id"] as? String == "devadmin-trace-2" && $0["code"] as? String == "NOT_FOUND" })
 
         // SIGTERM: the stations (busy with never-ending tasks) stop, then the server and PostgreSQL.
         let postmaster = try dev.postmaster()

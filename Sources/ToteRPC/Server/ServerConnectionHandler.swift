@@ -454,7 +454,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let call = calls.removeValue(forKey: id) else { return }  // already cancelled or expired
         defer {
             let code: RPCError.Code = if case .failure(let error) = outcome { error.code } else { .ok }
-            RPCMetrics.shared.record(method: call.serverContext.method, code: code, startedAt: call.startedAt)
+            ended(call, code)
         }
         call.deadlineTimer?.cancel()
         call.inbound?.finish()
@@ -492,6 +492,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         if state.streamClosed(id) { closeNow() }
     }
 
+    /// A call ended with `code`: counted in the metrics and, at debug level, logged as one line
+    /// of the call (its method and correlation id, the code and the duration): the access log of
+    /// `--log-level debug`. The check comes first, so at info level a call builds no logger.
+    private func ended(_ call: Call, _ code: RPCError.Code) {
+        RPCMetrics.shared.record(method: call.serverContext.method, code: code, startedAt: call.startedAt)
+        if logger.logLevel <= .debug {
+            let micros = (RPCMetrics.now() &- call.startedAt) / 1_000
+            call.serverContext.logger.debug("call ended", metadata: ["code": "\(code)", "duration_us": "\(micros)"])
+        }
+    }
+
     /// Ends a call with an error status before its handler finished.
     private func fail(_ id: StreamID, _ error: RPCError) {
         if let call = calls.removeValue(forKey: id) { terminate(call, error) }
@@ -507,7 +518,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     /// Stops a call's handler and wakes everything waiting on it.
     private func terminate(_ call: Call, _ error: RPCError) {
-        RPCMetrics.shared.record(method: call.serverContext.method, code: error.code, startedAt: call.startedAt)
+        ended(call, error.code)
         release(call.bufferedBytes)
         call.bufferedBytes = 0
         call.deadlineTimer?.cancel()
