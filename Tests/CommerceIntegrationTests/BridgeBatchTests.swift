@@ -31,23 +31,37 @@ struct BridgeBatchTests {
                 group.addTask {
                     try await controllerSession(controllers, id: id, kind: .pick) { c, _ in
                         board.online(id)
-                        let command = try await c.nextCommand(timeout: .seconds(60))
-                        try await c.ack(command.sequence)
-                        board.received(id, command)
-                        // Every station reports at the same moment: ACCEPTED, RUNNING, FINISHED back to back.
+                        // Take every command the bridge sends this station (the bridge may give a
+                        // station more than one: an acknowledged command no longer counts as
+                        // open) until each order's command has arrived somewhere.
+                        var mine: [Tote_V1_BridgeCommand] = []
+                        let deadline = ContinuousClock.now + .seconds(90)
+                        while board.allCommands.count < stations.count {
+                            guard ContinuousClock.now < deadline else { throw BridgeTestFailure("timed out waiting for every order's command") }
+                            guard let command = try? await c.nextCommand(timeout: .seconds(1)) else { continue }
+                            try await c.ack(command.sequence)
+                            mine.append(command)
+                            board.received(id, command)
+                        }
+                        // Every station reports at the same moment: ACCEPTED, RUNNING, FINISHED back
+                        // to back for each of its commands.
                         try await waitWithHeartbeats(c) { board.phase >= 1 }
-                        try await c.report(1, command, .accepted)
-                        try await c.report(2, command, .running)
-                        try await c.report(3, command, .finished, picked: ScriptedController.fullPick(command))
+                        var sequence: UInt64 = 0
+                        for command in mine {
+                            try await c.report(sequence + 1, command, .accepted)
+                            try await c.report(sequence + 2, command, .running)
+                            try await c.report(sequence + 3, command, .finished, picked: ScriptedController.fullPick(command))
+                            sequence += 3
+                        }
                         var acks: [UInt64] = []
-                        while acks.last != 3 { acks.append(try await c.nextAck(timeout: .seconds(60))) }
+                        while acks.last ?? 0 < sequence { acks.append(try await c.nextAck(timeout: .seconds(60))) }
                         board.acked(id, acks)
                     }
                 }
             }
             try await eventually(timeout: .seconds(30), "every station online") { board.onlineCount == stations.count }
             for _ in stations { _ = try await placePaidOrder(shopper, lines: ["BATCH-M": 1]) }
-            try await eventually(timeout: .seconds(60), "a command at every station") { board.commands.count == stations.count }
+            try await eventually(timeout: .seconds(90), "every order's command at a station") { board.allCommands.count == stations.count }
             board.advance(to: 1)
             try await group.waitForAll()
         }
@@ -55,24 +69,26 @@ struct BridgeBatchTests {
         await controllers.close()
 
         // Acknowledged once: each station saw strictly increasing acks ending at its last report.
-        for id in stations {
+        let all = board.allCommands
+        var reportsOf: [String: UInt64] = [:]
+        for (id, _) in all { reportsOf[id, default: 0] += 3 }
+        for (id, count) in reportsOf {
             let acks = board.acks[id] ?? []
-            #expect(acks.last == 3, "\(id): acks \(acks)")
+            #expect(acks.last == count, "\(id): acks \(acks)")
             #expect(zip(acks, acks.dropFirst()).allSatisfy { $0 < $1 }, "\(id): acks \(acks)")
         }
         let events = try await node.allEvents()
         let recorded = try reportsRecorded(events)
         var transactions = Set<UInt64>()
-        for id in stations {
-            #expect(recorded[id]?.map(\.sequence) == [1, 2, 3], "\(id): reports recorded \(recorded[id]?.map(\.sequence) ?? [])")
+        for (id, count) in reportsOf {
+            #expect(recorded[id]?.map(\.sequence) == Array(1...count), "\(id): reports recorded \(recorded[id]?.map(\.sequence) ?? [])")
             for r in recorded[id] ?? [] { transactions.insert(r.transactionID) }
         }
         // Recorded in fewer appends than there were reports: the burst went to the log together.
         #expect(transactions.count < 3 * stations.count, "\(transactions.count) appends for \(3 * stations.count) reports")
         // Every task finished exactly once, by the station it was dispatched to.
-        let commands = board.commands
-        #expect(Set(commands.values.map(ScriptedController.taskID)).count == stations.count)
-        for (id, command) in commands {
+        #expect(Set(all.map { ScriptedController.taskID($0.command) }).count == stations.count)
+        for (id, command) in all {
             let taskEvents = try taskEvents(events, StreamName.task(ScriptedController.taskID(command)))
             let finished = taskEvents.compactMap { e -> Tote_V1_TaskFinished? in
                 if case .taskFinished(let f)? = e.event { return f } else { return nil }
@@ -228,18 +244,26 @@ final class StationBoard: Sendable {
     private struct State {
         var online: Set<String> = []
         var commands: [String: Tote_V1_BridgeCommand] = [:]
+        var all: [(station: String, command: Tote_V1_BridgeCommand)] = []
         var acks: [String: [UInt64]] = [:]
         var phase = 0
     }
     private let state = Mutex(State())
 
     func online(_ id: String) { state.withLock { _ = $0.online.insert(id) } }
-    func received(_ id: String, _ command: Tote_V1_BridgeCommand) { state.withLock { $0.commands[id] = command } }
+    func received(_ id: String, _ command: Tote_V1_BridgeCommand) {
+        state.withLock { state in
+            state.commands[id] = command
+            state.all.append((id, command))
+        }
+    }
     func acked(_ id: String, _ acks: [UInt64]) { state.withLock { $0.acks[id] = acks } }
     func advance(to phase: Int) { state.withLock { $0.phase = phase } }
 
     var onlineCount: Int { state.withLock { $0.online.count } }
     var commands: [String: Tote_V1_BridgeCommand] { state.withLock { $0.commands } }
+    /// Every command received, with its station, in arrival order.
+    var allCommands: [(station: String, command: Tote_V1_BridgeCommand)] { state.withLock { $0.all } }
     var acks: [String: [UInt64]] { state.withLock { $0.acks } }
     var phase: Int { state.withLock { $0.phase } }
 }
