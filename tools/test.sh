@@ -3,8 +3,9 @@
 #   1. system packages (tools/setup.sh)
 #   2. the committed protobuf code matches a fresh generation
 #   3. the Swift test suites (unit tests with no I/O; integration tests over real sockets), then
-#      the integration suites that start their own PostgreSQL clusters
-#   4. the C client (protobuf-c) against a live `tote serve`
+#      the integration suites that start their own PostgreSQL clusters, then the suites that run
+#      Tote as processes (one at a time), then the read-side suites (one test at a time)
+#   4. the C client (protobuf-c) against a live `tote serve`, and the C controller SDK
 #   5. the frame-decoder fuzzer for a bounded time (TOTE_FUZZ_SECONDS, default 60)
 # Exits non-zero if any step fails; the last line says how many steps passed and failed.
 set -uo pipefail
@@ -33,6 +34,11 @@ pg_suites="PostgresIntegrationTests|EventStoreIntegrationTests|CommerceIntegrati
 # checked against a brute-force evaluator, LMDB map growth) would otherwise starve the
 # deadline-sensitive query-service tests beside them on 2 cores.
 serial_suites="ToteReadModelsTests|LMDBTests"
+# Suites that run Tote itself as processes (tote dev with its own PostgreSQL and stations, two
+# tote serve killed with -9, tote project killed mid-batch) run one at a time after the other
+# PostgreSQL suites: beside them, on 2 cores, their compiles, clusters and fsyncs starved the
+# in-process suites' calls past their deadlines.
+process_suites="DevRunTests|DevAdminTests|BridgeFailoverTests|ProjectorCrashTests"
 
 swift_tests() {
   swift build --build-tests && swift test --skip-build --skip "$pg_suites|$serial_suites"
@@ -43,7 +49,11 @@ read_side_tests() {
 }
 
 postgres_tests() {
-  swift test --skip-build --filter "$pg_suites"
+  swift test --skip-build --filter "$pg_suites" --skip "$process_suites"
+}
+
+process_tests() {
+  swift test --skip-build --no-parallel --filter "$process_suites"
 }
 
 c_client_against_live_server() {
@@ -83,6 +93,7 @@ step "system packages" tools/setup.sh
 step "generated protobuf code is current" tools/generate-protos.sh --check
 step "Swift tests" swift_tests
 step "PostgreSQL integration tests (real clusters)" postgres_tests
+step "Tote as processes (tote dev, tote serve failover, tote project crashes; one at a time)" process_tests
 step "read-side tests (LMDB, projector, queries; one at a time)" read_side_tests
 step "C client against a live server" c_client_against_live_server
 step "C controller SDK and simulator (unit, fake bridge, live server)" controller_sdk_tests
