@@ -32,8 +32,8 @@ struct InlineUnaryTests {
 
     static func startServer() async throws -> (RPCServer, Int) {
         var router = RPCRouter()
-        router.register(direct, unary: { request, _ in answer(request) })
-        router.register(suspending, unary: { request, _ in
+        router.register(direct, inline: true, unary: { request, _ in answer(request) })
+        router.register(suspending, inline: true, unary: { request, _ in
             if request.delayMicros > 0 {
                 try await Task.sleep(for: .microseconds(Int64(request.delayMicros)))
             } else {
@@ -52,7 +52,7 @@ struct InlineUnaryTests {
             guard let bytes = stored[String(decoding: request.payload, as: UTF8.self)] else { throw RPCError(.notFound, "nothing stored") }
             return bytes
         })
-        router.register(failing, unary: { request, _ in
+        router.register(failing, inline: true, unary: { request, _ in
             throw RPCError(.failedPrecondition, "refused \(String(decoding: request.payload, as: UTF8.self))")
         })
         var logger = Logger(label: "test.inline")

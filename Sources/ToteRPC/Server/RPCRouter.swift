@@ -21,6 +21,8 @@ public struct RPCRouter: Sendable {
         let kind: CallKind
         let roles: Set<Role>
         let handler: Handler
+        /// A unary handler that starts on the event loop (see `register(_:inline:unary:)`).
+        let inline: Bool
     }
 
     private(set) var routes: [String: Route] = [:]
@@ -32,25 +34,35 @@ public struct RPCRouter: Sendable {
 
     func route(for method: String) -> Route? { routes[method] }
 
-    private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler) {
+    private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler, inline: Bool = false) {
         precondition(routes[method.fullName] == nil, "method \(method.fullName) registered twice")
-        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler)
+        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler, inline: inline)
     }
 
     /// Registers a unary method: one request, one response.
+    ///
+    /// - Parameter inline: start the handler on the connection's event loop (`Task.immediate`)
+    ///   instead of the cooperative pool, so that one that never suspends (a read-model point
+    ///   read) answers in the tick that read its request. Only for short, non-blocking handlers:
+    ///   until its first suspension the handler holds the event loop and every connection on it.
+    ///   Commands stay on the pool: under a flash sale's thousands of concurrent calls their
+    ///   work held the shared event loops long enough for calls to miss their deadlines.
     public mutating func register<Req, Resp>(
         _ method: MethodDescriptor<Req, Resp>,
+        inline: Bool = false,
         unary handler: @escaping @Sendable (Req, ServerContext) async throws -> Resp
     ) {
         precondition(method.kind == .unary, "\(method.fullName) is not unary")
         add(method, .unary { bytes, context in
             try await handler(decode(Req.self, bytes), context).serializedBuffer()
-        })
+        }, inline: inline)
     }
 
     /// Registers a unary method whose handler answers with the response message already
     /// encoded (for example a read model's stored bytes), sent verbatim: nothing is decoded or
     /// re-encoded on the way. The bytes must be a valid `Resp`; clients decode them as such.
+    /// Such a handler is a point read and starts on the event loop (`inline`, see
+    /// ``register(_:inline:unary:)``).
     public mutating func register<Req, Resp>(
         _ method: MethodDescriptor<Req, Resp>,
         encodedUnary handler: @escaping @Sendable (Req, ServerContext) async throws -> [UInt8]
@@ -58,7 +70,7 @@ public struct RPCRouter: Sendable {
         precondition(method.kind == .unary, "\(method.fullName) is not unary")
         add(method, .unary { bytes, context in
             ProtobufByteBuffer.framable(copying: try await handler(decode(Req.self, bytes), context))
-        })
+        }, inline: true)
     }
 
     /// Registers a server-streaming method: one request, a stream of responses.

@@ -306,7 +306,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let serverContext = call.serverContext
         switch call.route.handler {
         case .unary(let handler):
-            call.task = spawnInline(id, serverContext) { try await handler(request, serverContext) }
+            call.task = call.route.inline
+                ? spawnInline(id, serverContext) { try await handler(request, serverContext) }
+                : spawn(id, serverContext) { try await handler(request, serverContext) }
         case .serverStreaming(let handler):
             let sink = sinkFor(id)
             call.task = spawn(id, serverContext) {
