@@ -191,6 +191,7 @@ public final class ProjectorRunner: Sendable {
                 if let after, cursor < after {
                     throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
                 }
+                try writer.recordLayout(of: projection)
                 guard last > cursor else { continue }
                 let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
                 try projection.apply(batch: batch[first...], to: &writer)

@@ -156,25 +156,37 @@ public final class LMDBReadModelStore: ReadModelSource {
             return database
         }
         let layouts = try handle(Self.layoutsDatabase), cursors = try handle(Self.cursorsDatabase)
+        // Look first in a read transaction: the common case (nothing to clear) writes nothing
+        // here; the versions are recorded with the projector's next batch (`recordLayout`).
+        let stale = try read { reader in
+            try projections.contains { projection in
+                let key = Array(projection.name.utf8)
+                let stored = try reader.get(Self.layoutsDatabase, key).map(Self.decodeVersion)
+                    ?? (try reader.get(Self.cursorsDatabase, key) == nil ? nil : 1)
+                return stored.map { $0 != UInt32(projection.layoutVersion) } ?? false
+            }
+        }
+        guard stale else { return [] }
         return try environment.write { txn in
             var cleared: [String] = []
             for projection in projections {
                 let key = Array(projection.name.utf8)
                 let wanted = UInt32(projection.layoutVersion)
-                let stored = try txn.get(layouts, key).map { $0.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+                let stored = try txn.get(layouts, key).map(Self.decodeVersion)
                     ?? (try txn.get(cursors, key) == nil ? nil : 1)
                 if let stored, stored != wanted {
                     for name in projection.databases { try txn.clear(try handle(name)) }
                     _ = try txn.delete(cursors, key)
                     cleared.append(projection.name)
                 }
-                if stored != wanted {
-                    try txn.put(layouts, key, [UInt8(wanted >> 24), UInt8((wanted >> 16) & 0xff), UInt8((wanted >> 8) & 0xff), UInt8(wanted & 0xff)])
-                }
+                if stored != wanted { try txn.put(layouts, key, Self.encodeVersion(wanted)) }
             }
             return cleared
         }
     }
+
+    static func encodeVersion(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+    static func decodeVersion(_ b: [UInt8]) -> UInt32 { b.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
 
     // MARK: Writing
 
@@ -282,5 +294,15 @@ public struct LMDBReadModelWriter: ReadModelWriter {
     /// Records that projection `name` has applied everything up to `position`.
     public mutating func setCursor(_ name: String, _ position: LogPosition) throws {
         try put(LMDBReadModelStore.cursorsDatabase, Array(name.utf8), LMDBReadModelStore.encodePosition(position))
+    }
+
+    /// Records `projection`'s layout version in `_layouts` when it is not there yet (the
+    /// projector does so in each batch's transaction; ``LMDBReadModelStore/adoptLayouts(_:)``
+    /// writes only when it must clear a projection).
+    public mutating func recordLayout(of projection: any Projection) throws {
+        let key = Array(projection.name.utf8), wanted = UInt32(projection.layoutVersion)
+        if try get(LMDBReadModelStore.layoutsDatabase, key).map(LMDBReadModelStore.decodeVersion) != wanted {
+            try put(LMDBReadModelStore.layoutsDatabase, key, LMDBReadModelStore.encodeVersion(wanted))
+        }
     }
 }
