@@ -583,7 +583,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func keepaliveTick() {
-        guard !closing else { return }
+        // No PING before the handshake: the client must see the server's SETTINGS first (a slow
+        // client's preface is the partial-frame timeout's business).
+        guard !closing, state.isEstablished else { return }
         switch keepalive.tick(now: Int64(NIODeadline.now().uptimeNanoseconds)) {
         case .none:
             break
