@@ -188,7 +188,7 @@ let package = Package(
             dependencies: ["ToteReadModels", "LMDB", "EventStore", "ToteDomain", "ToteProto", "ToteServices", "ToteAPI", "ToteRPC", "ToteTestSupport", "Postgres"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "ToteTestSupport", dependencies: ["LocalPostgres"], path: "Tests/ToteTestSupport", swiftSettings: swiftSettings),
+        .target(name: "ToteTestSupport", dependencies: ["LocalPostgres", "Postgres"], path: "Tests/ToteTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "EventStoreIntegrationTests",
             dependencies: ["EventStore", "Postgres", "ToteTestSupport"],

@@ -38,7 +38,7 @@ struct BridgeBatchTests {
                         let deadline = ContinuousClock.now + .seconds(90)
                         while board.allCommands.count < stations.count {
                             guard ContinuousClock.now < deadline else { throw BridgeTestFailure("timed out waiting for every order's command") }
-                            guard let command = try? await c.nextCommand(timeout: .seconds(1)) else { continue }
+                            guard let command = try await c.nextCommandIfAny(within: .seconds(1)) else { continue }
                             try await c.ack(command.sequence)
                             mine.append(command)
                             board.received(id, command)

@@ -18,9 +18,7 @@ struct BridgeDispatchTests {
     @Test("with a one-hour tick, a paid order's pick command reaches the station, and its finished pick makes the pack task at once")
     func dispatchesWithoutTick() async throws {
         let cluster = try LocalCluster.cluster
-        let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
-        let admin = try PostgresConnection.connect(cluster.connectionString)
-        try admin.executeScript("CREATE DATABASE \(database)")
+        let database = try await cluster.createDatabase()
         let pool = PostgresPool(configuration: .init(connectionString: cluster.connectionString(database: database), size: 8))
         let store = EventStore(pool: pool, pollInterval: .milliseconds(50))
         try await store.migrate()

@@ -135,8 +135,7 @@ struct BridgeFailoverTests {
         try #require(FileManager.default.isExecutableFile(atPath: tote), "\(tote) is missing: run `swift build --build-tests` first")
         let sim = try #require(await Binaries.controllerSimulator(), "`make -C tools/controller` failed (needs gcc and libprotobuf-c-dev)")
         let cluster = try LocalCluster.cluster
-        let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
-        try PostgresConnection.connect(cluster.connectionString).executeScript("CREATE DATABASE \(database)")
+        let database = try await cluster.createDatabase()
         let databaseURL = cluster.connectionString(database: database)
         let children = try ChildProcesses()
         let pool = PostgresPool(configuration: .init(connectionString: databaseURL, size: 2))

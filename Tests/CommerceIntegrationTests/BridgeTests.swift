@@ -32,11 +32,8 @@ final class BridgeNode: Sendable {
     ///   - locations: stock locations checkout reserves at (default: the demo settings').
     static func start(database existing: String? = nil, session: ControllerSession.Configuration = .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000), bridgeID: String = "bridge-a", warehouseID: String = "", locations: [String]? = nil) async throws -> BridgeNode {
         let cluster = try LocalCluster.cluster
-        let database = existing ?? "t_\(UUID().uuidString.prefix(8).lowercased())"
-        if existing == nil {
-            let admin = try PostgresConnection.connect(cluster.connectionString)
-            try admin.executeScript("CREATE DATABASE \(database)")
-        }
+        let database: String
+        if let existing { database = existing } else { database = try await cluster.createDatabase() }
         let pool = PostgresPool(configuration: .init(connectionString: cluster.connectionString(database: database), size: 8))
         let store = EventStore(pool: pool, pollInterval: .milliseconds(50))
         try await store.migrate()
@@ -186,14 +183,26 @@ struct ScriptedController {
 
     /// The next bridge message that is not a heartbeat (each heartbeat is answered with one).
     mutating func next(timeout: Duration = .seconds(10)) async throws -> Tote_V1_BridgeMessage {
-        let deadline = ContinuousClock.now + timeout
+        guard let m = try await message(before: ContinuousClock.now + timeout) else { throw BridgeTestFailure("no message within \(timeout)") }
+        return m
+    }
+
+    /// The next command, or nil when none came within `timeout`; throws when the session ends
+    /// or another message comes. (For loops that poll: a thrown error that is retried at once
+    /// would spin on a session that ended, and hold a cooperative thread until its deadline.)
+    mutating func nextCommandIfAny(within timeout: Duration) async throws -> Tote_V1_BridgeCommand? {
+        guard let m = try await message(before: ContinuousClock.now + timeout) else { return nil }
+        guard case .command(let c)? = m.body else { throw BridgeTestFailure("expected a command, got \(m)") }
+        return c
+    }
+
+    /// The next message that is not a heartbeat (each is answered with one), or nil when a
+    /// heartbeat comes after `deadline` (they come every heartbeat interval).
+    private mutating func message(before deadline: ContinuousClock.Instant) async throws -> Tote_V1_BridgeMessage? {
         while let m = try await responses.next() {
-            if case .heartbeat? = m.body {
-                try await send(.heartbeat(Tote_V1_ControllerHeartbeat()))
-                guard ContinuousClock.now < deadline else { throw BridgeTestFailure("no message within \(timeout)") }
-                continue
-            }
-            return m
+            guard case .heartbeat? = m.body else { return m }
+            try await send(.heartbeat(Tote_V1_ControllerHeartbeat()))
+            if ContinuousClock.now >= deadline { return nil }
         }
         throw BridgeTestFailure("the bridge ended the session")
     }

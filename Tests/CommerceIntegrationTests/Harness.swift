@@ -32,9 +32,7 @@ final class Node: Sendable {
     ///   projector and serves tote.v1.Query from them.
     static func start(clock: TestClock = TestClock(), poolSize: Int = 16, gateway: SimulatedGateway? = nil, readModels: String? = nil) async throws -> Node {
         let cluster = try LocalCluster.cluster
-        let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
-        let admin = try PostgresConnection.connect(cluster.connectionString)
-        try admin.executeScript("CREATE DATABASE \(database)")
+        let database = try await cluster.createDatabase()
         let pool = PostgresPool(configuration: .init(connectionString: cluster.connectionString(database: database), size: poolSize))
         let store = EventStore(pool: pool, pollInterval: .milliseconds(50))
         try await store.migrate()

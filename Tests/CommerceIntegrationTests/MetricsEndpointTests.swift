@@ -69,8 +69,7 @@ struct MetricsEndpointTests {
     @Test("requests by method and code, latencies and appends show in /metrics; /health and /ready answer; SIGTERM stops it cleanly")
     func scrape() async throws {
         let cluster = try LocalCluster.cluster
-        let database = "metrics_\(UUID().uuidString.prefix(8).lowercased())"
-        try PostgresConnection.connect(cluster.connectionString).executeScript("CREATE DATABASE \(database)")
+        let database = try await cluster.createDatabase(prefix: "metrics")
         let serve = try await ServeProcess(database: cluster.connectionString(database: database))
         let parts = serve.rpc.split(separator: ":")
         let client = try await ClientConnection.connect(host: String(parts[0]), port: Int(parts[1])!, configuration: .init(apiKey: Keys.operator))

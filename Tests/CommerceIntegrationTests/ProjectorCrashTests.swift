@@ -15,9 +15,7 @@ struct ProjectorCrashTests {
     func sigkillThenRebuildGivesSameBytes() async throws {
         let tote = try toteExecutable()
         let cluster = try LocalCluster.cluster
-        let databaseName = "t_\(UUID().uuidString.prefix(8).lowercased())"
-        let admin = try PostgresConnection.connect(cluster.connectionString)
-        try admin.executeScript("CREATE DATABASE \(databaseName)")
+        let databaseName = try await cluster.createDatabase()
         let connectionString = cluster.connectionString(database: databaseName)
         let pool = PostgresPool(configuration: .init(connectionString: connectionString, size: 2))
         let store = EventStore(pool: pool)

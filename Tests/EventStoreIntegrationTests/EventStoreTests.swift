@@ -8,9 +8,7 @@ import ToteTestSupport
 /// A migrated event store on the suite's cluster, in a fresh database per test.
 func makeStore(poolSize: Int = 8) async throws -> EventStore {
     let cluster = try LocalCluster.cluster
-    let database = "t_\(UUID().uuidString.prefix(8).lowercased())"
-    let admin = try PostgresConnection.connect(cluster.connectionString)
-    try admin.executeScript("CREATE DATABASE \(database)")
+    let database = try await cluster.createDatabase()
     let pool = PostgresPool(configuration: .init(connectionString: cluster.connectionString(database: database), size: poolSize))
     let store = EventStore(pool: pool, pollInterval: .milliseconds(50))
     try await store.migrate()
@@ -192,12 +190,16 @@ struct EventStoreIntegrationTests {
         // The slow appender takes its position first, then stalls before committing until released.
         let inserted = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let slow = Task.detached {
-            let connection = try PostgresConnection.connect(connectionString)
-            try connection.transaction { connection in
-                _ = try EventStore.append([StreamAppend(stream: "slow", expectedVersion: .noStream, events: events(1, tag: "slow"))], commandID: nil, on: connection)
-                inserted.signal()
-                release.wait()
+        // On a thread of its own: it blocks (libpq, the semaphore) until released, and a
+        // cooperative thread held that long is lost to every test running beside this one.
+        let slow = Task {
+            try await offCooperativeThreads {
+                let connection = try PostgresConnection.connect(connectionString)
+                try connection.transaction { connection in
+                    _ = try EventStore.append([StreamAppend(stream: "slow", expectedVersion: .noStream, events: events(1, tag: "slow"))], commandID: nil, on: connection)
+                    inserted.signal()
+                    release.wait()
+                }
             }
         }
         await withCheckedContinuation { continuation in
@@ -302,9 +304,9 @@ struct EventStoreRestartTests {
             return unavailable
         }
         try await Task.sleep(for: .milliseconds(300))
-        try cluster.stop()
+        try await cluster.stopServerAsync()
         try await Task.sleep(for: .milliseconds(500))
-        try cluster.startServer()
+        try await cluster.startServerAsync()
         let unavailable = try await load.value
         #expect(unavailable > 0, "some appends hit the outage")
         let stored = Set(try await store.readAll(after: .start, limit: 10_000).map(\.eventID))

@@ -152,7 +152,7 @@ struct PostgresPoolTests {
         let cluster = try LocalCluster.cluster
         let pool = PostgresPool(configuration: .init(connectionString: cluster.connectionString, size: 2, connectTimeoutSeconds: 2))
         #expect(try await pool.withConnection { try $0.execute("SELECT 1").int64(0, 0) } == 1)
-        try cluster.stop()
+        try await cluster.stopServerAsync()
         let start = ContinuousClock.now
         for _ in 0..<3 {
             await #expect { try await pool.withConnection { try $0.execute("SELECT 1").int64(0, 0) } } throws: {
@@ -160,7 +160,7 @@ struct PostgresPoolTests {
             }
         }
         #expect(ContinuousClock.now - start < .seconds(5), "failing fast, not hanging")
-        try cluster.startServer()
+        try await cluster.startServerAsync()
         #expect(try await pool.withConnection { try $0.execute("SELECT 2").int64(0, 0) } == 2)
         try await pool.shutdown()
     }

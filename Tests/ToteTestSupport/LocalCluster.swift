@@ -1,4 +1,6 @@
 @_exported import LocalPostgres
+import Foundation
+import Postgres
 import Testing
 
 /// Gives a suite its own throwaway PostgreSQL cluster, started before its tests and destroyed
@@ -34,4 +36,31 @@ public struct LocalCluster: SuiteTrait, TestTrait, TestScoping {
 extension Trait where Self == LocalCluster {
     /// A throwaway PostgreSQL cluster for the suite.
     public static var localCluster: LocalCluster { LocalCluster() }
+}
+
+// What tests do to their cluster, off the cooperative threads: each of these waits seconds on a
+// loaded machine (pg_ctl waits for the server; CREATE DATABASE copies a template), and a
+// cooperative thread held that long is lost to every test running beside (two on a 2-core
+// machine). Two such waits at once once froze a whole test process for 90 s.
+extension LocalPostgresCluster {
+    /// Creates a fresh, empty database named `<prefix>_<8 random hex digits>`; returns its name.
+    public func createDatabase(prefix: String = "t") async throws -> String {
+        let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+        let connectionString = self.connectionString
+        try await offCooperativeThreads {
+            let admin = try PostgresConnection.connect(connectionString)
+            try admin.executeScript("CREATE DATABASE \(name)")
+        }
+        return name
+    }
+
+    /// ``stop(immediate:)``, waited for on a thread of its own.
+    public func stopServerAsync(immediate: Bool = false) async throws {
+        try await offCooperativeThreads { try self.stop(immediate: immediate) }
+    }
+
+    /// ``startServer()``, waited for on a thread of its own.
+    public func startServerAsync() async throws {
+        try await offCooperativeThreads { try self.startServer() }
+    }
 }
