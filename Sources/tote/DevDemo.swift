@@ -49,4 +49,32 @@ enum DevDemo {
         _ = try await store.append(to: marker, expectedVersion: .noStream, events: [done])
         return written + 1
     }
+
+    /// A SKU of the demo catalog a shopper can buy: the first one whose product is published
+    /// (not archived) and that has stock received at one of `locations`; what the start-up
+    /// banner's purchase example uses. Nil when the catalog has none (e.g. no products).
+    static func sellableSKU(products: Int, locations: [String]) -> String? {
+        struct Found: Error { let sku: String }
+        var published = false, archived = false
+        do {
+            try CatalogGenerator(seed: seed, locations: locations).forEachEvent(products: products) { event in
+                switch event.type {
+                case "ProductCreated": (published, archived) = (false, false)
+                case "ProductPublished": published = true
+                case "ProductArchived": archived = true
+                case "StockReceived" where published && !archived:
+                    // Stream `stock-<sku>@<location>`; every stock event of a product follows its
+                    // publication and archiving.
+                    let key = event.stream.dropFirst("stock-".count)
+                    if let at = key.lastIndex(of: "@"), locations.contains(String(key[key.index(after: at)...])) {
+                        throw Found(sku: String(key[..<at]))
+                    }
+                default: break
+                }
+            }
+        } catch let found as Found {
+            return found.sku
+        } catch {}
+        return nil
+    }
 }

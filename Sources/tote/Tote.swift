@@ -194,6 +194,14 @@ struct Dev: AsyncParsableCommand {
         guard traffic >= 0 && traffic <= 1000 else { throw ValidationError("--traffic must be between 0 and 1000 orders per second, got \(traffic)") }
     }
 
+    /// The banner's line for a purchase from C (`tools/c`), with a SKU of the demo catalog
+    /// that is on sale and in stock; empty without a demo catalog.
+    private func purchaseExample(address: String, storefrontKey: String) -> String {
+        guard demoProducts > 0, let port = address.split(separator: ":").last,
+              let sku = DevDemo.sellableSKU(products: demoProducts, locations: StoreSettings.demo.locations) else { return "" }
+        return "\ndev:       make -C tools/c && tools/c/build/tote-purchase --port \(port) --key \(storefrontKey) --sku \(sku):1"
+    }
+
     /// Writes a line to standard output at once (also when it is a file or a pipe).
     private func say(_ text: String) {
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
@@ -238,7 +246,7 @@ struct Dev: AsyncParsableCommand {
                 dev: try   tote health --server \(address) --api-key \(storefrontKey)
                 dev:       tote admin orders --state packed --server \(address) --api-key \(operatorKey)
                 dev:       tote admin task stuck --server \(address) --api-key \(operatorKey)
-                dev:       psql "\(cluster.connectionString(database: "tote"))" -c 'SELECT type, count(*) FROM events GROUP BY 1'
+                dev:       psql "\(cluster.connectionString(database: "tote"))" -c 'SELECT type, count(*) FROM events GROUP BY 1'\(purchaseExample(address: address, storefrontKey: storefrontKey))
                 dev: metrics and probes: /metrics, /health and /ready on the metrics address printed above
                 dev: Ctrl-C stops the server and PostgreSQL.
                 """)
