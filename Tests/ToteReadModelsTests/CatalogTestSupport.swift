@@ -3,6 +3,7 @@ import Foundation
 import SwiftProtobuf
 import ToteDomain
 import ToteProto
+import Testing
 @testable import ToteReadModels
 
 // Event builders and a brute-force reference for the catalog and autocomplete tests.
@@ -157,6 +158,34 @@ extension GeneratedEvent {
     func recorded(position: Int64) -> RecordedEvent {
         RecordedEvent(position: LogPosition(transactionID: UInt64(position), globalPosition: position), stream: stream, streamVersion: 1, eventID: eventID, type: type,
                       schemaVersion: 1, data: data, metadata: EventMetadata(actorID: "generator", actorRole: "system"), recordedAtMicros: recordedAtMicros)
+    }
+}
+
+/// Checks a search answer against the brute-force evaluator's: the total, the first `page` ids,
+/// every non-zero facet count, and the price stats.
+func expectSameAnswer(_ got: Tote_V1_SearchCatalogResponse, _ want: BruteCatalog.Answer, page: Int, _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(Int(got.totalCount) == want.total, "\(context)", sourceLocation: sourceLocation)
+    #expect(got.products.map(\.productID) == Array(want.ids.prefix(page)), "\(context)", sourceLocation: sourceLocation)
+    var gotFacets: [String: [String: Int]] = [:]
+    for f in got.facets {
+        for v in f.values where v.count > 0 { gotFacets[f.attribute, default: [:]][v.value.referenceKey] = Int(v.count) }
+    }
+    #expect(gotFacets == want.facets, "\(context)", sourceLocation: sourceLocation)
+    if let (lo, hi) = want.priceStats {
+        #expect(got.priceStats.min.minorUnits == lo && got.priceStats.max.minorUnits == hi, "\(context)", sourceLocation: sourceLocation)
+    } else {
+        #expect(!got.hasPriceStats, "\(context)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Generated events as the log delivers them: consecutive positions, per-stream versions.
+func recordedLog(_ generated: [GeneratedEvent]) -> [RecordedEvent] {
+    var versions: [String: Int64] = [:]
+    return generated.enumerated().map { i, g in
+        versions[g.stream, default: 0] += 1
+        var event = g.recorded(position: Int64(i + 1))
+        event.streamVersion = versions[g.stream]!
+        return event
     }
 }
 

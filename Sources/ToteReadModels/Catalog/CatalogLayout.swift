@@ -25,7 +25,8 @@ public enum CatalogLayout {
     /// SKU → number of locations where it is available (u32 BE); absent = none.
     public static let skuStock = "catalog.sku_stock"
     /// Posting lists of published products, each split into chunks (``Postings``): key = list key
-    /// + chunk number (u16 BE), value = the chunk's ids as sorted u32 LE. List keys:
+    /// + chunk number (u16 BE), value = the chunk's ids: below 128 ids sorted u32 LE, from 128 on
+    /// a 512-byte bitset (``PostingChunk``). List keys:
     /// `c<cat>\0` all in the category or a descendant, `c<cat>\0<attr>\0<value>` with that value,
     /// `t<token>` text token, `p<currency>\0<bucket u16 BE>` a variant price in the bucket,
     /// `s` in stock.

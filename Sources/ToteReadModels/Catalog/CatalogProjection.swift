@@ -14,6 +14,8 @@ import ToteProto
 /// ``CatalogLayout/memberships``: replaying the same events always gives the same bytes.
 public struct CatalogProjection: Projection {
     public let name = "catalog"
+    /// 2: posting chunks of 128 ids or more are stored as 512-byte bitsets (``PostingChunk``).
+    public var layoutVersion: Int { 2 }
     public var databases: [String] { CatalogLayout.all }
 
     public init() {}

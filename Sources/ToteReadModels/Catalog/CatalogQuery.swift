@@ -167,21 +167,22 @@ public enum CatalogQuery {
         var set = IDBitmap(universe: universe)
         try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
             guard k.count == key.count + Postings.suffixLength else { return false }
-            set.insert(chunk: v)
+            set.insert(chunk: v, number: PostingChunk.number(ofKey: k))
             return true
         }
         return set
     }
 
-    /// Calls `body` with (value key, chunk bytes) for every chunk of every value list under
-    /// `attributePrefix` (`c<cat>\0<attribute>\0`), in key order: a value's chunks are consecutive.
-    private static func forEachValueChunk(_ reader: some ReadModelReader, _ attributePrefix: [UInt8], _ body: ([UInt8], UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Calls `body` with (value key, chunk bytes, chunk number) for every chunk of every value
+    /// list under `attributePrefix` (`c<cat>\0<attribute>\0`), in key order: a value's chunks
+    /// are consecutive.
+    private static func forEachValueChunk(_ reader: some ReadModelReader, _ attributePrefix: [UInt8], _ body: ([UInt8], UnsafeRawBufferPointer, Int) throws -> Void) throws {
         var lastValue: [UInt8] = []
         try reader.scan(CatalogLayout.postings, prefix: attributePrefix, from: nil, reverse: false) { k, v in
             guard k.count > attributePrefix.count + Postings.suffixLength else { return true }
             let value = UnsafeRawBufferPointer(rebasing: k[attributePrefix.count..<(k.count - Postings.suffixLength)])
             if !lastValue.elementsEqual(value) { lastValue = Array(value) }
-            try body(lastValue, v)
+            try body(lastValue, v, PostingChunk.number(ofKey: k))
             return true
         }
     }
@@ -189,8 +190,9 @@ public enum CatalogQuery {
     /// Fills everything but the products; returns the page's ids in order.
     ///
     /// Sets are bitmaps over every internal id (``IDBitmap``): intersections are word ANDs, and a
-    /// facet value's count probes the bitmap once per id of its list; no intermediate id list is
-    /// built. Only the attributes asked for (facets and filters) are read, each by its own prefix.
+    /// facet value's count is, per stored chunk, an AND + popcount of 64 words (bitset chunks) or a
+    /// probe per id (array chunks); no intermediate id list is built. Only the attributes asked
+    /// for (facets and filters) are read, each by its own prefix.
     private static func evaluate(_ reader: some ReadModelReader, _ plan: Plan, _ response: inout Tote_V1_SearchCatalogResponse) throws -> [UInt32] {
         let categoryID: String
         if plan.categorySlug.isEmpty {
@@ -208,8 +210,8 @@ public enum CatalogQuery {
         var exactLists: [IDBitmap] = []
         for token in plan.tokens {
             var matched = IDBitmap(universe: universe)
-            try reader.scan(CatalogLayout.postings, prefix: CatalogLayout.token(token), from: nil, reverse: false) { _, v in
-                matched.insert(chunk: v)
+            try reader.scan(CatalogLayout.postings, prefix: CatalogLayout.token(token), from: nil, reverse: false) { k, v in
+                matched.insert(chunk: v, number: PostingChunk.number(ofKey: k))
                 return true
             }
             if textList == nil { textList = matched } else { textList!.formIntersection(matched) }
@@ -230,13 +232,13 @@ public enum CatalogQuery {
                     let key = attributePrefix + value
                     try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
                         // Longer values under the same prefix are skipped (their keys are longer).
-                        if k.count == key.count + Postings.suffixLength { accepted.insert(chunk: v) }
+                        if k.count == key.count + Postings.suffixLength { accepted.insert(chunk: v, number: PostingChunk.number(ofKey: k)) }
                         return true
                     }
                 }
             } else {
-                try forEachValueChunk(reader, attributePrefix) { value, v in
-                    if f.accepts(value[...]) { accepted.insert(chunk: v) }
+                try forEachValueChunk(reader, attributePrefix) { value, v, c in
+                    if f.accepts(value[...]) { accepted.insert(chunk: v, number: c) }
                 }
             }
             filterLists[f.attribute] = accepted
@@ -266,8 +268,8 @@ public enum CatalogQuery {
             let others = IDBitmap.intersect([withPrice] + plan.filters.filter { $0.attribute != attribute }.map { filterLists[$0.attribute] })!
             let selected = plan.selected[attribute] ?? []
             var counted: [([UInt8], Int)] = []
-            try forEachValueChunk(reader, categoryPrefix + Array(attribute.utf8) + [0]) { value, v in
-                let n = others.count(chunk: v)
+            try forEachValueChunk(reader, categoryPrefix + Array(attribute.utf8) + [0]) { value, v, c in
+                let n = others.count(chunk: v, number: c)
                 if let last = counted.last, last.0 == value {
                     counted[counted.count - 1].1 += n
                 } else {
@@ -296,7 +298,7 @@ public enum CatalogQuery {
         }
 
         // Price stats over the matches, ignoring the price filter.
-        if let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice, universe: universe) {
+        if let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice) {
             var stats = Tote_V1_PriceStats()
             stats.min.currency = plan.currency
             stats.min.minorUnits = lo
@@ -323,7 +325,8 @@ public enum CatalogQuery {
             guard k.count == prefix.count + 2 + Postings.suffixLength else { return true }
             let b = UInt16(k[prefix.count]) << 8 | UInt16(k[prefix.count + 1])
             if b > hiBucket { return false }
-            if b == loBucket || b == hiBucket { edge.insert(chunk: v) } else { inside.insert(chunk: v) }
+            let c = PostingChunk.number(ofKey: k)
+            if b == loBucket || b == hiBucket { edge.insert(chunk: v, number: c) } else { inside.insert(chunk: v, number: c) }
             return true
         }
         try edge.forEach { id in
@@ -342,53 +345,38 @@ public enum CatalogQuery {
 
     /// The lowest and highest variant price among `ids` in `currency`.
     ///
-    /// The min (max) is the first key of the `l` (`h`) sort index, scanned up (down), whose id is
-    /// in the set: about universe / |set| keys. A small set, or a scan that found nothing within
-    /// a few times that, reads each product's price list instead (|set| reads).
-    private static func priceStats(_ reader: some ReadModelReader, _ currency: String, _ ids: IDBitmap, universe: Int) throws -> (Int64, Int64)? {
-        let n = ids.count
-        guard n > 0 else { return nil }
-        var lo: Int64?, hi: Int64?
-        func perProduct() throws {
-            lo = nil
-            hi = nil
-            try ids.forEach { id in
-                try reader.withValue(CatalogLayout.prices, CatalogLayout.priceList(currency, id)) { b in
-                    guard b.count >= 8 else { return }
-                    let first = CatalogLayout.readSortable(b, at: 0), last = CatalogLayout.readSortable(b, at: b.count - 8)
-                    lo = Swift.min(lo ?? first, first)
-                    hi = Swift.max(hi ?? last, last)
-                }
+    /// From the price-bucket posting lists: the lowest bucket whose list meets the set holds the
+    /// lowest price of every product of the set it lists (none of them has a price in a lower
+    /// bucket), so the minimum is the least first price (`catalog.prices`) among just those
+    /// products; the maximum likewise from the highest bucket down. Each bucket passed costs a
+    /// word AND per bitset chunk or a probe per id of an array chunk, so a set of expensive
+    /// products among many cheap ones no longer falls back to one `catalog.prices` read per
+    /// product (what the scan of the `l`/`h` sort index did when it found no match early).
+    private static func priceStats(_ reader: some ReadModelReader, _ currency: String, _ ids: IDBitmap) throws -> (Int64, Int64)? {
+        guard !ids.isEmpty else { return nil }
+        let prefix = CatalogLayout.priceBucketPrefix(currency)
+        func extreme(highest: Bool) throws -> Int64? {
+            var bucket: (UInt8, UInt8)?
+            var hits: [UInt32] = []
+            try reader.scan(CatalogLayout.postings, prefix: prefix, from: nil, reverse: highest) { k, v in
+                guard k.count == prefix.count + 2 + Postings.suffixLength else { return true }
+                let b = (k[prefix.count], k[prefix.count + 1])
+                if let found = bucket, found != b { return false }  // past the found bucket's chunks
+                ids.forEachCommon(chunk: v, number: PostingChunk.number(ofKey: k)) { hits.append($0) }
+                if !hits.isEmpty { bucket = b }
                 return true
             }
-        }
-        // Keys scanned before the first hit, roughly; reading each product's list costs n.
-        let expected = universe / n
-        guard n > expected else {
-            try perProduct()
-            guard let lo, let hi else { return nil }
-            return (lo, hi)
-        }
-        // A bound on the scans: far past the expected distance means the set's prices are rare
-        // in this currency; the per-product reads then cost at most |set|.
-        let budget = Swift.max(256, 16 * expected)
-        var complete = true
-        for (prefix, reverse) in [(CatalogLayout.minPricePrefix(currency), false), (CatalogLayout.maxPricePrefix(currency), true)] {
-            var seen = 0
-            var found: Int64?
-            try reader.scan(CatalogLayout.sortKeys, prefix: prefix, from: nil, reverse: reverse) { k, _ in
-                seen += 1
-                if ids.contains(CatalogLayout.readU32(k, at: k.count - 4)) {
-                    found = CatalogLayout.readSortable(k, at: prefix.count)
-                    return false
+            var best: Int64?
+            for id in hits {
+                try reader.withValue(CatalogLayout.prices, CatalogLayout.priceList(currency, id)) { b in
+                    guard b.count >= 8 else { return }
+                    let p = CatalogLayout.readSortable(b, at: highest ? b.count - 8 : 0)
+                    best = highest ? Swift.max(best ?? p, p) : Swift.min(best ?? p, p)
                 }
-                return seen < budget
             }
-            if found == nil && seen >= budget { complete = false; break }
-            if reverse { hi = found } else { lo = found }
+            return best
         }
-        if !complete { try perProduct() }
-        guard let lo, let hi else { return nil }
+        guard let lo = try extreme(highest: false), let hi = try extreme(highest: true) else { return nil }
         return (lo, hi)
     }
 
@@ -414,9 +402,11 @@ public enum CatalogQuery {
         let wanted = plan.offset + plan.pageSize
         guard plan.offset < count else { return [] }
         var ordered: [UInt32] = []
-        if plan.sort != .relevance && count * 16 < universe * wanted / count {
+        if plan.sort != .relevance && count * 64 < universe * wanted / count {
             // Few matches: scanning the index would pass about universe / count keys per match
-            // wanted; reading each match's own sort key (from its memberships) is cheaper.
+            // wanted; reading each match's own sort key (from its memberships) is cheaper. One
+            // memberships read and walk costs about as much as stepping over 50–60 index keys
+            // (ReadSideBench per-shape CPU time, 100,000 products), hence the factor 64.
             let prefix: [UInt8]
             switch plan.sort {
             case .newest: prefix = [0x6e]

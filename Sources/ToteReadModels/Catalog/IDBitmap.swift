@@ -2,8 +2,10 @@
 ///
 /// Catalog ids are dense (allocated 1, 2, 3, …), so a bitmap over every id is small (100,000
 /// products: 12.5 KiB) and makes the operations a facet query repeats cheap: intersecting two
-/// sets is an AND over the words, a membership test is one load, counting is a popcount. Lists
-/// read from `catalog.postings` are decoded straight into it, without building `[UInt32]`.
+/// sets is an AND over the words, a membership test is one load, counting is a popcount. Chunks
+/// read from `catalog.postings` go straight into it without building `[UInt32]`: a bitset chunk's
+/// 64 words line up with 64 words here (ORed, or ANDed and popcounted, from the memory map), an
+/// array chunk's ids are set or probed one by one (``PostingChunk``).
 struct IDBitmap {
     /// Bit `id % 64` of word `id / 64` is set when `id` is in the set.
     private(set) var words: [UInt64]
@@ -21,8 +23,18 @@ struct IDBitmap {
         words[w] |= 1 << UInt64(id & 63)
     }
 
-    /// Adds every id of a stored posting chunk (`u32` little-endian words).
-    mutating func insert(chunk bytes: UnsafeRawBufferPointer) {
+    /// Adds every id of a stored posting chunk (``PostingChunk``: a bitset is ORed word by word
+    /// from the stored bytes, an array's ids are set one by one); `chunk` is its number.
+    mutating func insert(chunk bytes: UnsafeRawBufferPointer, number chunk: Int) {
+        if PostingChunk.isBitset(bytes) {
+            let first = chunk * PostingChunk.words
+            let needed = first + PostingChunk.words
+            if needed > words.count { words.append(contentsOf: repeatElement(0, count: needed - words.count)) }
+            words.withUnsafeMutableBufferPointer { w in
+                for i in 0..<PostingChunk.words { w[first + i] |= PostingChunk.word(bytes, i) }
+            }
+            return
+        }
         let n = bytes.count / 4
         guard n > 0 else { return }
         let last = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: (n - 1) * 4, as: UInt32.self))
@@ -102,16 +114,49 @@ struct IDBitmap {
         }
     }
 
-    /// How many ids of a stored posting chunk (`u32` little-endian words) are in the set.
-    func count(chunk bytes: UnsafeRawBufferPointer) -> Int {
+    /// How many ids of a stored posting chunk (``PostingChunk``; `chunk` is its number) are in
+    /// the set: a bitset is ANDed with the set's words and popcounted, an array's ids probed.
+    func count(chunk bytes: UnsafeRawBufferPointer, number chunk: Int) -> Int {
         words.withUnsafeBufferPointer { w in
             var n = 0
+            if PostingChunk.isBitset(bytes) {
+                let first = chunk * PostingChunk.words
+                let end = Swift.min(first + PostingChunk.words, w.count)
+                guard first < end else { return 0 }
+                for i in first..<end { n &+= (w[i] & PostingChunk.word(bytes, i - first)).nonzeroBitCount }
+                return n
+            }
             for i in 0..<(bytes.count / 4) {
                 let id = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
                 let index = Int(id >> 6)
                 if index < w.count && w[index] & (1 << UInt64(id & 63)) != 0 { n &+= 1 }
             }
             return n
+        }
+    }
+
+    /// Calls `body` with each id of a stored posting chunk (``PostingChunk``; `chunk` is its
+    /// number) that is also in the set, ascending.
+    func forEachCommon(chunk bytes: UnsafeRawBufferPointer, number chunk: Int, _ body: (UInt32) throws -> Void) rethrows {
+        try words.withUnsafeBufferPointer { w in
+            if PostingChunk.isBitset(bytes) {
+                let first = chunk * PostingChunk.words
+                let end = Swift.min(first + PostingChunk.words, w.count)
+                guard first < end else { return }
+                for i in first..<end {
+                    var bits = w[i] & PostingChunk.word(bytes, i - first)
+                    while bits != 0 {
+                        try body(UInt32(i * 64 + bits.trailingZeroBitCount))
+                        bits &= bits - 1
+                    }
+                }
+                return
+            }
+            for i in 0..<(bytes.count / 4) {
+                let id = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                let index = Int(id >> 6)
+                if index < w.count && w[index] & (1 << UInt64(id & 63)) != 0 { try body(id) }
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-/// A set of dense internal product ids as a sorted array of `UInt32`: the posting-list
-/// representation of the catalog read model (stored as little-endian 4-byte words).
+/// A set of dense internal product ids as a sorted array of `UInt32` (the sparse form of a
+/// stored posting chunk, little-endian 4-byte words; dense chunks are bitsets, see
+/// ``PostingChunk``).
 ///
 /// Chosen over roaring bitmaps: lists per (category, attribute, value) are mostly short (tens to a
 /// few thousand ids), where a sorted array is as small as a roaring array container and needs no C
@@ -31,6 +32,12 @@ public struct PostingList: Sendable, Hashable {
         var out = [UInt32](repeating: 0, count: n)
         for i in 0..<n { out[i] = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
         ids = out
+    }
+
+    /// Decodes a stored `catalog.postings` chunk of either form (sorted array or bitset), given
+    /// its key (which ends with the chunk number).
+    public init(chunk bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
+        ids = PostingChunk.ids(bytes, chunk: PostingChunk.number(ofKey: key))
     }
 
     /// The stored form.
@@ -167,9 +174,10 @@ public struct PostingList: Sendable, Hashable {
 }
 
 /// Posting lists as stored: each list is split into chunks of 4,096 consecutive ids, one LMDB
-/// value per chunk under the list's key followed by the chunk number (u16 BE). Keeps every write
-/// small (at most 16 KiB rewritten per change, however long the list) while a read is one short
-/// cursor scan whose chunks concatenate in order. Ids must stay below 2^24 (16.7 million products)
+/// value per chunk under the list's key followed by the chunk number (u16 BE), each chunk a
+/// sorted array or a bitset by its density (``PostingChunk``). Keeps every write small (at most
+/// 512 bytes rewritten per change, however long the list) while a read is one short cursor scan
+/// whose chunks concatenate in order. Ids must stay below 2^24 (16.7 million products)
 /// so that a chunk number's first byte stays below 0x10.
 enum Postings {
     /// Bytes of the chunk number after a list's key.
@@ -181,44 +189,58 @@ enum Postings {
         return key + [UInt8((c >> 8) & 0xff), UInt8(c & 0xff)]
     }
 
-    /// Adds `id` to the list `key`.
-    static func insert<W: ReadModelWriter>(_ id: UInt32, into key: [UInt8], _ store: inout W) throws {
-        let k = chunkKey(key, id)
-        var chunk = try store.withValue(CatalogLayout.postings, k) { PostingList(bytes: $0) } ?? PostingList()
-        if chunk.insert(id) { try store.put(CatalogLayout.postings, k, chunk.bytes) }
-    }
-
-    /// Removes `id` from the list `key` (the chunk goes when it empties).
-    static func remove<W: ReadModelWriter>(_ id: UInt32, from key: [UInt8], _ store: inout W) throws {
-        let k = chunkKey(key, id)
-        guard var chunk = try store.withValue(CatalogLayout.postings, k, { PostingList(bytes: $0) }), chunk.remove(id) else { return }
-        if chunk.isEmpty { try store.delete(CatalogLayout.postings, k) } else { try store.put(CatalogLayout.postings, k, chunk.bytes) }
-    }
+    /// What the first look at a stored chunk decided: the bytes to store (empty: delete), nothing
+    /// to do, or a full merge of its ids.
+    enum ChunkUpdate { case write([UInt8]), unchanged, merge }
 
     /// Applies a batch's changes to one chunk (`chunkKey`: list key + chunk number): one read and
     /// at most one write (or delete, when it empties). An id added that is present, or removed
-    /// that is absent, changes nothing, as with ``insert(_:into:_:)`` and ``remove(_:from:_:)``.
+    /// that is absent, changes nothing. The result is stored in the form its count calls for
+    /// (``PostingChunk``: a sorted array below 128 ids, a 512-byte bitset from 128 on).
     static func apply<W: ReadModelWriter>(_ change: CatalogProjection.ChunkChange, to chunkKey: [UInt8], _ store: inout W) throws {
         let adds = change.adds.sorted(), removes = change.removes.sorted()
-        // Fast path (new products, ids allocated in order): nothing removed, every id added is
-        // above the chunk's last one: the stored bytes followed by the new ids, no decoding.
-        if removes.isEmpty, let first = adds.first, zip(adds, adds.dropFirst()).allSatisfy({ $0 < $1 }) {
-            let appended: [UInt8]? = try store.withValue(CatalogLayout.postings, chunkKey) { old -> [UInt8]? in
-                let n = old.count / 4
-                guard n == 0 || UInt32(littleEndian: old.loadUnaligned(fromByteOffset: (n - 1) * 4, as: UInt32.self)) < first else { return nil }
-                var out = [UInt8](repeating: 0, count: (n + adds.count) * 4)
-                out.withUnsafeMutableBytes { raw in
-                    if n > 0 { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: old[..<(n * 4)])) }
-                    for (i, id) in adds.enumerated() { raw.storeBytes(of: id.littleEndian, toByteOffset: (n + i) * 4, as: UInt32.self) }
+        let chunk = Int(chunkKey[chunkKey.count - 2]) << 8 | Int(chunkKey[chunkKey.count - 1])
+        // A bitset chunk: set and clear bits in a copy of its words (no ids decoded).
+        // An array chunk (new products, ids allocated in order): nothing removed, every id added
+        // is above the chunk's last one and the result stays an array: the stored bytes followed
+        // by the new ids, no decoding.
+        let next: ChunkUpdate = try store.withValue(CatalogLayout.postings, chunkKey) { old -> ChunkUpdate in
+            if PostingChunk.isBitset(old) {
+                var bits = (0..<PostingChunk.words).map { PostingChunk.word(old, $0) }
+                let before = bits
+                let base = UInt32(chunk * PostingChunk.span)
+                for id in adds { let o = Int(id - base); bits[o >> 6] |= 1 << UInt64(o & 63) }
+                for id in removes { let o = Int(id - base); bits[o >> 6] &= ~(1 << UInt64(o & 63)) }
+                if bits == before { return .unchanged }
+                let n = bits.reduce(0) { $0 + $1.nonzeroBitCount }
+                if n >= PostingChunk.bitsetThreshold { return .write(PostingChunk.encode(bits: bits)) }
+                var ids: [UInt32] = []
+                ids.reserveCapacity(n)
+                for (i, word) in bits.enumerated() {
+                    var w = word
+                    while w != 0 { ids.append(base + UInt32(i * 64 + w.trailingZeroBitCount)); w &= w - 1 }
                 }
-                return out
-            } ?? PostingList(sortedUnique: adds).bytes
-            if let appended {
-                try store.put(CatalogLayout.postings, chunkKey, appended)
-                return
+                return .write(n == 0 ? [] : PostingList(sortedUnique: ids).bytes)
             }
+            let n = old.count / 4
+            guard removes.isEmpty, let first = adds.first, n + adds.count < PostingChunk.bitsetThreshold,
+                  n == 0 || UInt32(littleEndian: old.loadUnaligned(fromByteOffset: (n - 1) * 4, as: UInt32.self)) < first,
+                  zip(adds, adds.dropFirst()).allSatisfy({ $0 < $1 }) else { return .merge }
+            var out = [UInt8](repeating: 0, count: (n + adds.count) * 4)
+            out.withUnsafeMutableBytes { raw in
+                if n > 0 { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: old[..<(n * 4)])) }
+                for (i, id) in adds.enumerated() { raw.storeBytes(of: id.littleEndian, toByteOffset: (n + i) * 4, as: UInt32.self) }
+            }
+            return .write(out)
+        } ?? .merge
+        switch next {
+        case .unchanged: return
+        case .write(let bytes):
+            if bytes.isEmpty { try store.delete(CatalogLayout.postings, chunkKey) } else { try store.put(CatalogLayout.postings, chunkKey, bytes) }
+            return
+        case .merge: break
         }
-        let old = try store.withValue(CatalogLayout.postings, chunkKey) { PostingList(bytes: $0).ids } ?? []
+        let old = try store.withValue(CatalogLayout.postings, chunkKey) { PostingChunk.ids($0, chunk: chunk) } ?? []
         var out: [UInt32] = []
         out.reserveCapacity(old.count + adds.count)
         var i = 0, a = 0, r = 0
@@ -237,7 +259,7 @@ enum Postings {
             out.append(next)
         }
         guard out != old else { return }
-        if out.isEmpty { try store.delete(CatalogLayout.postings, chunkKey) } else { try store.put(CatalogLayout.postings, chunkKey, PostingList(sortedUnique: out).bytes) }
+        if out.isEmpty { try store.delete(CatalogLayout.postings, chunkKey) } else { try store.put(CatalogLayout.postings, chunkKey, PostingChunk.encode(sortedIDs: out, chunk: chunk)) }
     }
 
     /// The whole list `key` (its chunks, concatenated). Its chunks sort before any longer key
@@ -247,7 +269,7 @@ enum Postings {
         var ids: [UInt32] = []
         try reader.scan(CatalogLayout.postings, prefix: key, from: nil, reverse: false) { k, v in
             guard k.count == key.count + suffixLength else { return false }
-            ids.append(contentsOf: PostingList(bytes: v).ids)
+            ids.append(contentsOf: PostingChunk.ids(v, chunk: PostingChunk.number(ofKey: k)))
             return true
         }
         return PostingList(sortedUnique: ids)

@@ -99,8 +99,7 @@ enum Facets {
             try reader.scan(CatalogLayout.postings, prefix: [UInt8(ascii: "c")], from: nil, reverse: false) { key, value in
                 let body = Array(key.dropFirst().dropLast(2))
                 let parts = body.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-                var ids: [Int32] = []
-                for i in stride(from: 0, to: value.count, by: 4) { ids.append(Int32(bitPattern: value.loadUnaligned(fromByteOffset: i, as: UInt32.self).littleEndian)) }
+                let ids = PostingList(chunk: value, key: key).ids.map { Int32(bitPattern: $0) }
                 if parts.count == 2, parts[1].isEmpty {
                     for id in ids { categories.append((parts[0], id)) }
                 } else if parts.count == 3, parts[0].isEmpty {
@@ -169,11 +168,29 @@ enum Facets {
         let tote = try await measure { i in _ = try await connection.unary(QueryAPI.searchCatalog, requests[i]) }
         // In process, also the thread CPU time of each call: on a loaded 2-core machine the wall
         // time's tail is mostly preemption; the CPU time is what the query itself costs.
+        // Per query shape as well (wall and thread CPU), to find the expensive shapes.
         var cpu = LatencyHistogram()
+        var shapeWall = [LatencyHistogram](repeating: LatencyHistogram(), count: requests.count)
+        var shapeCPU = [LatencyHistogram](repeating: LatencyHistogram(), count: requests.count)
         let toteInProcess = try await measure { i in
+            let wallStart = monotonicNanoseconds()
             let start = threadCPUNanoseconds()
             _ = try readSide.directory.read { reader in try CatalogQuery.searchEncoded(reader, request: requests[i]) }
-            cpu.record(threadCPUNanoseconds() - start)
+            let spent = threadCPUNanoseconds() - start
+            cpu.record(spent)
+            shapeCPU[i].record(spent)
+            shapeWall[i].record(monotonicNanoseconds() - wallStart)
+        }
+        for (i, c) in cases.enumerated() {
+            let answer = try readSide.directory.read { reader in try CatalogQuery.search(reader, request: requests[i]) }
+            let unfiltered = try readSide.directory.read { reader -> UInt64 in
+                var r = Tote_V1_SearchCatalogRequest()
+                r.categorySlug = c.category
+                r.currency = "EUR"
+                r.page.pageSize = 1
+                return try CatalogQuery.search(reader, request: r).totalCount
+            }
+            print("facets: shape \(i) \(c.category) colour \(c.colours) material \(c.materials): \(unfiltered) in category, \(answer.totalCount) matches; in-process p50 \(ms(shapeWall[i], 50)) / p99 \(ms(shapeWall[i], 99)) ms, thread CPU p50 \(ms(shapeCPU[i], 50)) / max \(ms(shapeCPU[i], 100)) ms (\(shapeWall[i].count) calls)")
         }
         let postgres = try await measure { i in _ = try pgQuery(cases[i]) }
         let calls = Int(tote.count)
