@@ -45,7 +45,7 @@ struct AutocompleteTests {
         // Brand and category popularity follow their products.
         let brands = try suggest("b", kinds: [.brand])
         #expect(brands.first?.id == "bolt")
-        #expect(try suggest("sho", kinds: [.category]).first?.score == 8)  // 7 units + 1
+        #expect(try suggest("sho", kinds: [.category]).first?.score == AutocompleteTop.score(units: 7, exactTokens: 1))  // class 3 + 1 + 65
         #expect(try suggest("c", limit: 2).count == 2)
     }
 
@@ -89,7 +89,7 @@ struct AutocompleteTests {
         var store = Self.store
         try store.project([Ev.updated("p2", Ev.details(name: "Classic Sneaker", brand: "Acme", categories: ["shoes"]))])
         #expect(try suggest("bolt", in: store, kinds: [.brand]).isEmpty)
-        #expect(try suggest("acme", in: store, kinds: [.brand]).first?.score == 9)  // 7 + 1 + 1
+        #expect(try suggest("acme", in: store, kinds: [.brand]).first?.score == AutocompleteTop.score(units: 8, exactTokens: 1))  // 7 + 1 units
     }
 
     @Test func invalidRequests() throws {
@@ -141,9 +141,9 @@ struct AutocompleteTests {
             for limit: UInt32 in [1, 10, 50] {
                 let expected = entities
                     .filter { $0.entity.tokens.contains { $0.hasPrefix(prefix) } }
-                    .map { (score: Double($0.entity.score) + 1, kind: $0.key[0], text: $0.entity.text, id: $0.entity.ref) }
+                    .map { (units: $0.entity.score, kind: $0.key[0], text: $0.entity.text, id: $0.entity.ref) }
                     .sorted { a, b in
-                        if a.score != b.score { return a.score > b.score }
+                        if a.units != b.units { return a.units > b.units }
                         if a.kind != b.kind { return a.kind < b.kind }
                         if a.text != b.text { return a.text < b.text }
                         return a.id < b.id
@@ -151,7 +151,7 @@ struct AutocompleteTests {
                     .prefix(Int(limit))
                 let got = try suggest(prefix, in: store, limit: limit)
                 #expect(got.map(\.id) == expected.map(\.id), "\(prefix) limit \(limit)")
-                #expect(got.map(\.score) == expected.map(\.score), "\(prefix) limit \(limit)")
+                #expect(got.map(\.score) == expected.map { AutocompleteTop.score(units: $0.units, exactTokens: 1) }, "\(prefix) limit \(limit)")
                 #expect(got.map(\.text) == expected.map(\.text), "\(prefix) limit \(limit)")
                 checked += got.count
             }

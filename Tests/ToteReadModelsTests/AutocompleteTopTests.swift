@@ -25,7 +25,7 @@ struct AutocompleteTopTests {
     }
 
     /// Every list the table must hold, computed by ranking all active entities under each prefix.
-    static func bruteForceTable(_ store: some ReadModelReader) throws -> [[UInt8]: [AutocompleteTop.Entry]] {
+    static func bruteForceTable(_ store: some ReadModelReader) throws -> [[UInt8]: [AutocompleteTop.Stored]] {
         var under: [[UInt8]: [AutocompleteTop.Entry]] = [:]
         for (key, e) in try activeEntities(store) {
             let entry = AutocompleteTop.Entry(units: e.score, key: key, text: Array(e.text.utf8), ref: Array(e.ref.utf8))
@@ -50,12 +50,12 @@ struct AutocompleteTopTests {
                 if a.text != b.text { return a.text.lexicographicallyPrecedes(b.text) }
                 if a.ref != b.ref { return a.ref.lexicographicallyPrecedes(b.ref) }
                 return a.key.lexicographicallyPrecedes(b.key)
-            }.prefix(50))
+            }.prefix(50)).map { AutocompleteTop.Stored(key: $0.key, text: $0.text, ref: $0.ref, score: AutocompleteTop.score(units: $0.units, exactTokens: 1)) }
         }
     }
 
-    static func storedTable(_ store: some ReadModelReader) throws -> [[UInt8]: [AutocompleteTop.Entry]] {
-        var out: [[UInt8]: [AutocompleteTop.Entry]] = [:]
+    static func storedTable(_ store: some ReadModelReader) throws -> [[UInt8]: [AutocompleteTop.Stored]] {
+        var out: [[UInt8]: [AutocompleteTop.Stored]] = [:]
         try store.scan(AutocompleteLayout.top, prefix: [], from: nil, reverse: false) { k, v in
             if k.first != 0xff { out[Array(k)] = AutocompleteTop.decode(v) }
             return true
@@ -186,17 +186,30 @@ struct AutocompleteTopTests {
     @Test("answers from the table equal the general path's (terms and vocabulary scans) for every request shape")
     func tableAnswersEqualTheGeneralPath() throws {
         let store = GeneratedFixture.store
-        var pointReads = 0, nonEmpty = 0, fuzzy = 0
+        var pointReads = 0, fullExactLists = 0, nonEmpty = 0, fuzzy = 0
         for r in Self.requests() {
             let table = try Autocomplete.answer(store, r)
             if case .encoded = table { pointReads += 1 }
+            // A token of 4+ characters whose exact list (one table) fills the limit skips the typo pass.
+            let token = TextNormalizer.queryTokens(r.prefix).first ?? ""
+            let limit = r.limit == 0 ? Autocomplete.defaultLimit : Int(r.limit)
+            let tables = Set(r.kinds).count == 1 ? [UInt8(r.kinds[0].rawValue)] : (Set(r.kinds).count == 3 || r.kinds.isEmpty ? [UInt8(0)] : [])
+            if token.unicodeScalars.count >= 4, let t = tables.first,
+               let n = try store.withValue(AutocompleteLayout.top, [t] + Array(token.utf8), { Int($0[0]) }), n >= limit {
+                fullExactLists += 1
+                if case .encoded = table {} else { Issue.record("\(r.prefix) limit \(limit): not a point read") }
+            }
             let got = try Self.ranked(table)
             let expected = try Self.ranked(Autocomplete.answer(store, r, useTable: false))
             #expect(got == expected, "\(r.prefix) limit \(r.limit) kinds \(r.kinds)")
+            // Exact matches first: no fuzzy suggestion ranks above an exact one, scores never rise.
+            #expect(!zip(got, got.dropFirst()).contains { $0.fuzzy && !$1.fuzzy }, "\(r.prefix)")
+            #expect(zip(got, got.dropFirst()).allSatisfy { $0.score >= $1.score }, "\(r.prefix)")
             if !got.isEmpty { nonEmpty += 1 }
             if got.contains(where: \.fuzzy) { fuzzy += 1 }
         }
-        #expect(pointReads > 40)
+        #expect(pointReads > 100)
+        #expect(fullExactLists > 8)
         #expect(nonEmpty > 300)
         #expect(fuzzy > 50)
     }

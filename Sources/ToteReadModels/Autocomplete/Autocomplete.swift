@@ -3,9 +3,11 @@ import ToteProto
 
 /// Autocomplete over the ``AutocompleteProjection`` model: every query token is matched as a
 /// prefix of an entity's tokens (case and diacritics ignored); tokens of 4+ characters also match
-/// with one typo, and built-in synonyms expand whole words. Suggestions rank by popularity; typo
-/// and synonym matches (`fuzzy`) count half. When nothing matches, a wider search (one typo from 2
-/// characters, two from 8, any first letter) gives a misspelled query its nearest matches.
+/// with one typo, and built-in synonyms expand whole words. Suggestions rank as Meilisearch's
+/// "typo" rule does: fewer typo/synonym-matched tokens first (exact matches before `fuzzy` ones),
+/// then popularity (units ordered), then kind, text, id. Typo and synonym matches thus only fill
+/// what exact matches leave. When nothing matches, a wider search (one typo from 2 characters,
+/// two from 8, any first letter) gives a misspelled query its nearest matches.
 public enum Autocomplete {
     /// Suggestions when the request gives no limit.
     public static let defaultLimit = 10
@@ -54,8 +56,9 @@ public enum Autocomplete {
     }
 
     /// The same answer as ``suggest(_:request:)``, as the encoded `tote.v1.AutocompleteResponse`
-    /// (the same bytes swift-protobuf writes). The common request (one token of up to 3
-    /// characters, no synonym, at most one kind) is one get whose value is sliced, never decoded.
+    /// (the same bytes swift-protobuf writes). The common request (one token of up to 10
+    /// characters whose exact matches fill the limit, or of up to 3 characters with no synonym;
+    /// at most one kind) is one get whose value is sliced, never decoded.
     public static func suggestEncoded(_ reader: some ReadModelReader, request: Tote_V1_AutocompleteRequest) throws -> [UInt8] {
         switch try answer(reader, request) {
         case .encoded(let bytes): return bytes
@@ -82,23 +85,25 @@ public enum Autocomplete {
         var found = try candidates(reader, tokens, wide: false, kinds: kinds)
         if found.isEmpty { found = try candidates(reader, tokens, wide: true, kinds: kinds) }
 
-        // Keep the best `limit` while reading: a candidate's score comes from the first bytes of its
+        // Keep the best `limit` while reading: a candidate's units come from the first bytes of its
         // record, and its text and id are decoded only when it can enter the kept list (most
         // candidates of a short prefix cannot). Same order as sorting every candidate.
         var best: [AutocompleteTop.Candidate] = []
         best.reserveCapacity(limit + 1)
-        for (key, fuzzy) in found {
+        for (key, typos) in found {
             let kind = key[0]
             let header: (units: UInt64, active: Bool)? = try reader.withValue(AutocompleteLayout.entities, key) { b in
                 guard b.count >= 15 else { return nil }
                 return (CatalogLayout.readU64(b, at: 0), b[12] != 0)
             } ?? nil
             guard let header, header.active else { continue }
-            let score = (Double(header.units) + 1) * (fuzzy ? 0.5 : 1)
-            if best.count == limit, let last = best.last, score < last.score || (score == last.score && kind > last.entry.kind) { continue }
+            if best.count == limit, let last = best.last {
+                if typos > last.typos { continue }
+                if typos == last.typos && (header.units < last.entry.units || (header.units == last.entry.units && kind > last.entry.kind)) { continue }
+            }
             guard let candidate = try reader.withValue(AutocompleteLayout.entities, key, { b -> AutocompleteTop.Candidate? in
                 guard let (text, ref) = Self.textAndRef(b) else { return nil }
-                return AutocompleteTop.Candidate(entry: .init(units: header.units, key: key, text: text, ref: ref), fuzzy: fuzzy)
+                return AutocompleteTop.Candidate(entry: .init(units: header.units, key: key, text: text, ref: ref), typos: typos, exact: tokens.count - typos)
             }) ?? nil else { continue }
             let at = best.firstIndex { candidate.precedes($0) } ?? best.count
             if at < limit {
@@ -121,9 +126,10 @@ public enum Autocomplete {
         return (text, Array(b[i..<(i + rn)]))
     }
 
-    /// Entity keys matching every token, each with whether any token matched only fuzzily.
-    private static func candidates(_ reader: some ReadModelReader, _ tokens: [String], wide: Bool, kinds: Set<UInt8>) throws -> [[UInt8]: Bool] {
-        var combined: [[UInt8]: Bool]?
+    /// Entity keys matching every token, each with how many tokens matched it only through a typo
+    /// or a synonym.
+    private static func candidates(_ reader: some ReadModelReader, _ tokens: [String], wide: Bool, kinds: Set<UInt8>) throws -> [[UInt8]: Int] {
+        var combined: [[UInt8]: Int]?
         for token in tokens {
             var matched: [[UInt8]: Bool] = [:]
             try entities(reader, prefix: Array(token.utf8)) { key in matched[key] = false }
@@ -139,11 +145,11 @@ public enum Autocomplete {
             }
             if !kinds.isEmpty { matched = matched.filter { kinds.contains($0.key[0]) } }
             if let c = combined {
-                var next: [[UInt8]: Bool] = [:]
-                for (key, fuzzy) in matched { if let f = c[key] { next[key] = f || fuzzy } }
+                var next: [[UInt8]: Int] = [:]
+                for (key, fuzzy) in matched { if let typos = c[key] { next[key] = typos + (fuzzy ? 1 : 0) } }
                 combined = next
             } else {
-                combined = matched
+                combined = matched.mapValues { $0 ? 1 : 0 }
             }
             if combined?.isEmpty == true { return [:] }
         }

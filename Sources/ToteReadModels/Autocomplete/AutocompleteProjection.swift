@@ -84,8 +84,9 @@ public struct AutocompleteEntity: Sendable, Equatable {
 public struct AutocompleteProjection: Projection {
     public let name = "autocomplete"
     public var databases: [String] { AutocompleteLayout.all }
-    /// 2: the prefix → top-50 table (`autocomplete.top`) joined the layout.
-    public var layoutVersion: Int { 2 }
+    /// 2: the prefix → top-50 table (`autocomplete.top`) joined the layout. 3: its records carry
+    /// the popularity-class score and its trailer no units.
+    public var layoutVersion: Int { 3 }
 
     public init() {}
 
@@ -94,11 +95,18 @@ public struct AutocompleteProjection: Projection {
     }
 
     /// Applies the events one by one to entities, terms and dictionary, noting which entities
-    /// changed; then rewrites each prefix list those entities are (or were) in once.
+    /// changed; then updates each prefix list those entities are (or were) in once, writing only
+    /// the lists whose entries, order or records change.
     public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
+        try applyCounting(batch: events, to: &store)
+    }
+
+    /// ``apply(batch:to:)``, returning what the lists' flush read and wrote.
+    @discardableResult
+    func applyCounting(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws -> AutocompleteTop.FlushStats {
         var changes = AutocompleteTop.Changes()
         for event in events { try apply(stream: event.stream, data: event.data, &store, &changes) }
-        try AutocompleteTop.flush(changes, &store)
+        return try AutocompleteTop.flush(changes, &store)
     }
 
     /// The projection over a stream name and the event's envelope bytes.
@@ -159,7 +167,18 @@ public struct AutocompleteProjection: Projection {
 
     private func addScore<W: ReadModelWriter>(_ key: [UInt8], _ delta: Int64, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         guard delta != 0 else { return }
-        try modify(key, &store, &changes) { e in e.score = UInt64(max(0, Int64(e.score) + delta)) }
+        // Only the units change: patch the record's first 8 bytes (no decode, no term or
+        // dictionary change), decoding it once per batch for the lists' flush.
+        guard var bytes = try store.get(AutocompleteLayout.entities, key), bytes.count >= 15 else {
+            try modify(key, &store, &changes) { e in e.score = UInt64(max(0, Int64(e.score) + delta)) }
+            return
+        }
+        let units = bytes.withUnsafeBytes { CatalogLayout.readU64($0, at: 0) }
+        let new = UInt64(max(0, Int64(units) + delta))
+        if new == units { return }
+        if !changes.knows(key) { changes.noteBefore(key, bytes.withUnsafeBytes { AutocompleteEntity(bytes: $0) }) }
+        for j in 0..<8 { bytes[j] = UInt8(truncatingIfNeeded: new >> UInt64(56 - 8 * j)) }
+        try store.put(AutocompleteLayout.entities, key, bytes)
     }
 
     // MARK: Products
@@ -186,6 +205,7 @@ public struct AutocompleteProjection: Projection {
         }
         if new == old { return }
         try store.put(AutocompleteLayout.products, recordKey, try new.serializedBytes())
+        changes.productTargets[productID] = nil
 
         let productKey = AutocompleteLayout.entityKey(.product, productID)
         let units = Int64(try Self.entity(productKey, store)?.score ?? 0)
@@ -242,10 +262,18 @@ public struct AutocompleteProjection: Projection {
 
     private func addUnits<W: ReadModelWriter>(_ units: UInt64, product productID: String, _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         try addScore(AutocompleteLayout.entityKey(.product, productID), Int64(units), &store, &changes)
-        guard let record = try store.get(AutocompleteLayout.products, Array(productID.utf8)).map({ try Tote_V1_Product(serializedBytes: $0) }) else { return }
-        let brand = AutocompleteLayout.brandID(record.details.brand)
-        if !brand.isEmpty { try addScore(AutocompleteLayout.entityKey(.brand, brand), Int64(units), &store, &changes) }
-        for c in Set(record.details.categorySlugs).sorted() { try addScore(AutocompleteLayout.entityKey(.category, c), Int64(units), &store, &changes) }
+        let targets: [[UInt8]]
+        if let known = changes.productTargets[productID] {
+            targets = known
+        } else {
+            guard let record = try store.get(AutocompleteLayout.products, Array(productID.utf8)).map({ try Tote_V1_Product(serializedBytes: $0) }) else { return }
+            let brand = AutocompleteLayout.brandID(record.details.brand)
+            var keys = brand.isEmpty ? [] : [AutocompleteLayout.entityKey(.brand, brand)]
+            for c in Set(record.details.categorySlugs).sorted() { keys.append(AutocompleteLayout.entityKey(.category, c)) }
+            changes.productTargets[productID] = keys
+            targets = keys
+        }
+        for key in targets { try addScore(key, Int64(units), &store, &changes) }
     }
 
     // MARK: Categories

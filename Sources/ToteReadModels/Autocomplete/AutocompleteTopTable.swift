@@ -4,13 +4,16 @@ import ToteProto
 /// The prefix → top-k table of the autocomplete model (`autocomplete.top`, layout in
 /// docs/READMODELS.md): for every normalized prefix of 1 to ``maxPrefixLength`` characters of an
 /// active entity's tokens, the best ``capacity`` entities under it, stored as the encoded
-/// `AutocompleteResponse` they make (so the common query is one get and a slice), followed by what
-/// maintenance needs (units and entity key of each).
+/// `AutocompleteResponse` they make (so the common query is one get and a slice), followed by the
+/// entity key of each (what maintenance needs).
 ///
 /// Key: table `u8` (0 = every kind, 1 product, 2 category, 3 brand) · prefix (UTF-8). Value:
 /// `u8 n` · n × `u32` end offset of suggestion i in the records · records (the `suggestions`
 /// fields of `tote.v1.AutocompleteResponse`, best first, exact matches: `fuzzy` false, score =
-/// units + 1) · n × (`u64` units · `u16` length · entity key). Integers big-endian.
+/// ``score(units:exactTokens:)`` with one exact token) · n × (`u16` length · entity key).
+/// Integers big-endian. Entries rank by the entities' exact units; the list stores no units
+/// (they live in the entity records), so a units change that moves no entry and keeps the
+/// score's popularity class rewrites nothing.
 public enum AutocompleteTop {
     /// The longest prefix (in Unicode scalars) with a list. Ten covers whole common words
     /// ("television", "smartphone") and every typo neighbour of a 9-character token; longer query
@@ -22,9 +25,23 @@ public enum AutocompleteTop {
     /// (UTF-8); the characters the typo pass tries for substitutions and insertions.
     static let alphabetKey: [UInt8] = [0xff] + Array("alphabet".utf8)
 
+    // MARK: Ranking and scores
+
+    /// The popularity class of a units count: its bit length (0 units → 0, 1 → 1, 2–3 → 2,
+    /// 4–7 → 3, …, 64). What a suggestion's score shows of popularity: it changes only when the
+    /// units cross a power of two, so the stored records rarely need rewriting.
+    static func popularityClass(_ units: UInt64) -> Int { UInt64.bitWidth - units.leadingZeroBitCount }
+
+    /// A suggestion's score: popularity class + 1, plus 65 for each query token matched exactly
+    /// (not through a typo or synonym). Higher is better and it never rises down an answer, since
+    /// answers rank fewer typos first, then units.
+    static func score(units: UInt64, exactTokens: Int) -> Double {
+        Double(popularityClass(units) + 1 + 65 * exactTokens)
+    }
+
     /// One entity in a list: what ranks it and what its suggestion shows.
     struct Entry: Equatable {
-        /// Units ordered (score = units + 1).
+        /// Units ordered.
         var units: UInt64
         /// Entity key; `key[0]` is the kind.
         var key: [UInt8]
@@ -41,7 +58,7 @@ public enum AutocompleteTop {
             return Self.tieBreak(self, o)
         }
 
-        /// Kind, text, id, entity key ascending: the order among equal scores.
+        /// Kind, text, id, entity key ascending: the order among equal units.
         static func tieBreak(_ a: Entry, _ b: Entry) -> Bool {
             if a.kind != b.kind { return a.kind < b.kind }
             if a.text != b.text { return a.text.lexicographicallyPrecedes(b.text) }
@@ -50,18 +67,20 @@ public enum AutocompleteTop {
         }
     }
 
-    /// A ranked suggestion: an entry with the score it got in this answer.
+    /// A ranked suggestion: an entry with how the query matched it.
     struct Candidate {
         var entry: Entry
-        var fuzzy: Bool
-        /// (units + 1), halved for typo and synonym matches.
-        var score: Double { (Double(entry.units) + 1) * (fuzzy ? 0.5 : 1) }
+        /// Query tokens it matched only through a typo or a synonym.
+        var typos: Int
+        /// Query tokens it matched exactly (as a prefix of one of its tokens).
+        var exact: Int
+        var fuzzy: Bool { typos > 0 }
+        var score: Double { AutocompleteTop.score(units: entry.units, exactTokens: exact) }
 
-        /// Higher score first, then kind, text, id, key.
+        /// Fewer typos first, then the list order (units, kind, text, id, key).
         func precedes(_ o: Candidate) -> Bool {
-            let a = score, b = o.score
-            if a != b { return a > b }
-            return Entry.tieBreak(entry, o.entry)
+            if typos != o.typos { return typos < o.typos }
+            return entry.precedes(o.entry)
         }
     }
 
@@ -94,18 +113,36 @@ public enum AutocompleteTop {
     /// Appends one `suggestions` field (tag, length, `tote.v1.Suggestion`) exactly as
     /// swift-protobuf encodes it.
     static func appendSuggestion(kind: UInt8, text: [UInt8], ref: [UInt8], score: Double, fuzzy: Bool, into out: inout [UInt8]) {
-        var s: [UInt8] = [0x08, kind]
-        if !text.isEmpty { s.append(0x12); varint(text.count, into: &s); s += text }
-        if !ref.isEmpty { s.append(0x1a); varint(ref.count, into: &s); s += ref }
-        if score != 0 {
-            s.append(0x21)
-            let bits = score.bitPattern
-            for i in 0..<8 { s.append(UInt8((bits >> (8 * UInt64(i))) & 0xff)) }
-        }
-        if fuzzy { s += [0x28, 1] }
+        var size = 2
+        if !text.isEmpty { size += 1 + varintSize(text.count) + text.count }
+        if !ref.isEmpty { size += 1 + varintSize(ref.count) + ref.count }
+        if score != 0 { size += 9 }
+        if fuzzy { size += 2 }
+        out.reserveCapacity(out.count + 1 + varintSize(size) + size)
         out.append(0x0a)
-        varint(s.count, into: &out)
-        out += s
+        varint(size, into: &out)
+        out.append(0x08); out.append(kind)
+        if !text.isEmpty { out.append(0x12); varint(text.count, into: &out); out += text }
+        if !ref.isEmpty { out.append(0x1a); varint(ref.count, into: &out); out += ref }
+        if score != 0 {
+            out.append(0x21)
+            let bits = score.bitPattern
+            for i in 0..<8 { out.append(UInt8((bits >> (8 * UInt64(i))) & 0xff)) }
+        }
+        if fuzzy { out.append(0x28); out.append(1) }
+    }
+
+    private static func varintSize(_ v: Int) -> Int {
+        var v = UInt64(v), n = 1
+        while v >= 0x80 { v >>= 7; n += 1 }
+        return n
+    }
+
+    /// The stored record of an entry (an exact match): one `suggestions` field.
+    static func record(_ e: Entry) -> [UInt8] {
+        var out: [UInt8] = []
+        appendSuggestion(kind: e.kind, text: e.text, ref: e.ref, score: score(units: e.units, exactTokens: 1), fuzzy: false, into: &out)
+        return out
     }
 
     /// The encoded `AutocompleteResponse` of ranked candidates.
@@ -120,14 +157,13 @@ public enum AutocompleteTop {
         var records: [UInt8] = []
         var ends: [Int] = []
         for e in list {
-            appendSuggestion(kind: e.kind, text: e.text, ref: e.ref, score: Double(e.units) + 1, fuzzy: false, into: &records)
+            records += record(e)
             ends.append(records.count)
         }
         var out: [UInt8] = [UInt8(list.count)]
         for end in ends { out += CatalogLayout.u32(UInt32(end)) }
         out += records
         for e in list {
-            for j in 0..<8 { out.append(UInt8((e.units >> (56 - 8 * UInt64(j))) & 0xff)) }
             out += [UInt8(e.key.count >> 8), UInt8(e.key.count & 0xff)]
             out += e.key
         }
@@ -145,28 +181,41 @@ public enum AutocompleteTop {
         return UnsafeRawBufferPointer(rebasing: b[start..<end])
     }
 
+    /// One entry of a stored list as decoded: entity key, and what its record shows.
+    struct Stored: Equatable {
+        var key: [UInt8]
+        var text: [UInt8]
+        var ref: [UInt8]
+        var score: Double
+    }
+
     /// Decodes a stored list; nil when malformed.
-    static func decode(_ b: UnsafeRawBufferPointer) -> [Entry]? {
+    static func decode(_ b: UnsafeRawBufferPointer) -> [Stored]? {
         guard b.count >= 1 else { return nil }
         let n = Int(b[0]), start = 1 + 4 * n
         guard b.count >= start else { return nil }
-        var entries: [Entry] = []
+        var entries: [Stored] = []
         entries.reserveCapacity(n)
         var recordStart = start
         var trailer = start + (n == 0 ? 0 : Int(CatalogLayout.readU32(b, at: 1 + 4 * (n - 1))))
         for i in 0..<n {
             let end = start + Int(CatalogLayout.readU32(b, at: 1 + 4 * i))
-            guard end <= b.count, recordStart < end, trailer + 10 <= b.count else { return nil }
+            guard end <= b.count, recordStart < end, trailer + 2 <= b.count else { return nil }
             // The record: 0x0a, varint length, then the Suggestion's fields.
             var p = recordStart + 1
             while p < end, b[p] & 0x80 != 0 { p += 1 }
             p += 1
-            var text: [UInt8] = [], ref: [UInt8] = []
+            var text: [UInt8] = [], ref: [UInt8] = [], score = 0.0
             while p < end {
                 let tag = b[p]; p += 1
                 switch tag & 7 {
                 case 0: while p < end, b[p] & 0x80 != 0 { p += 1 }; p += 1
-                case 1: p += 8
+                case 1:
+                    guard p + 8 <= end else { return nil }
+                    var bits: UInt64 = 0
+                    for j in 0..<8 { bits |= UInt64(b[p + j]) << (8 * UInt64(j)) }
+                    if tag == 0x21 { score = Double(bitPattern: bits) }
+                    p += 8
                 case 2:
                     var len = 0, shift = 0
                     while p < end { let byte = b[p]; p += 1; len |= Int(byte & 0x7f) << shift; shift += 7; if byte & 0x80 == 0 { break } }
@@ -177,17 +226,21 @@ public enum AutocompleteTop {
                 }
             }
             recordStart = end
-            let units = CatalogLayout.readU64(b, at: trailer)
-            let kn = Int(b[trailer + 8]) << 8 | Int(b[trailer + 9])
-            guard trailer + 10 + kn <= b.count, kn > 0 else { return nil }
-            entries.append(Entry(units: units, key: Array(b[(trailer + 10)..<(trailer + 10 + kn)]), text: text, ref: ref))
-            trailer += 10 + kn
+            let kn = Int(b[trailer]) << 8 | Int(b[trailer + 1])
+            guard trailer + 2 + kn <= b.count, kn > 0 else { return nil }
+            entries.append(Stored(key: Array(b[(trailer + 2)..<(trailer + 2 + kn)]), text: text, ref: ref, score: score))
+            trailer += 2 + kn
         }
         return entries
     }
 
-    static func list(_ reader: some ReadModelReader, _ tableKey: [UInt8]) throws -> [Entry] {
+    static func list(_ reader: some ReadModelReader, _ tableKey: [UInt8]) throws -> [Stored] {
         try reader.withValue(AutocompleteLayout.top, tableKey) { decode($0) }.flatMap { $0 } ?? []
+    }
+
+    /// The units of an entity, from the first bytes of its record (0 when it has none).
+    static func units(_ key: [UInt8], _ reader: some ReadModelReader) throws -> UInt64 {
+        try reader.withValue(AutocompleteLayout.entities, key) { $0.count >= 8 ? CatalogLayout.readU64($0, at: 0) : 0 } ?? 0
     }
 
     // MARK: Maintenance
@@ -198,10 +251,23 @@ public enum AutocompleteTop {
         var before: [[UInt8]: AutocompleteEntity?] = [:]
         var asciiScalars: (UInt64, UInt64) = (0, 0)
         var otherScalars = Set<Unicode.Scalar>()
+        /// Per product id, the brand and category entity keys its units also go to (what its
+        /// `autocomplete.products` record says), so that order lines decode each record once per
+        /// batch; dropped when the product's record changes.
+        var productTargets: [String: [[UInt8]]] = [:]
+
+        /// Whether the entity's record before the batch is noted already.
+        func knows(_ key: [UInt8]) -> Bool { before.index(forKey: key) != nil }
+
+        /// Notes the record the entity under `key` had before the batch (first call only).
+        mutating func noteBefore(_ key: [UInt8], _ old: AutocompleteEntity?) {
+            if before.index(forKey: key) == nil { before[key] = .some(old) }
+        }
 
         /// Notes that the entity under `key` is about to change from `old` to `new`.
         mutating func note(_ key: [UInt8], old: AutocompleteEntity?, new: AutocompleteEntity) {
-            if before.index(forKey: key) == nil { before[key] = .some(old) }
+            noteBefore(key, old)
+            if old?.tokens == new.tokens { return }  // no scalar it has not noted (or stored) before
             for t in new.tokens {
                 for s in t.unicodeScalars {
                     if s.value < 64 { asciiScalars.0 |= 1 << UInt64(s.value) }
@@ -212,56 +278,120 @@ public enum AutocompleteTop {
         }
     }
 
-    /// A change of one list: the entity to take out, and what to put back (nil: no longer under
-    /// the prefix or not active).
+    /// What a flush did (tests and benchmarks read it).
+    struct FlushStats: Equatable {
+        /// Lists read because a changed entity is or was under their prefix.
+        var lists = 0
+        /// Lists written (or deleted).
+        var written = 0
+        /// Full lists refilled from `autocomplete.terms`.
+        var rescans = 0
+        /// Lists left as they were although one of their entries' units changed (no move, same
+        /// popularity class): each one a rewrite that storing exact scores would have cost.
+        var unitsOnly = 0
+
+        static func += (a: inout FlushStats, b: FlushStats) {
+            a.lists += b.lists; a.written += b.written; a.rescans += b.rescans; a.unitsOnly += b.unitsOnly
+        }
+    }
+
+    /// A change of one entity in the lists: what to put back (nil: no longer under the prefix
+    /// or not active), with its record encoded once for every list.
     private struct Change {
         var key: [UInt8]
         var new: Entry?
+        var record: [UInt8]
+        /// Its units before the batch, when it was active then (a full list's last entry is
+        /// compared as it was).
+        var unitsBefore: UInt64?
+        /// Whether the units changed.
+        var unitsChanged: Bool
     }
 
-    /// Rewrites every list the batch's changes touch, each once, and grows the alphabet. The
-    /// result depends only on the entities' records at the end (the lists are a function of
-    /// them) and on every token seen, so any split of the same events gives the same bytes.
-    static func flush(_ changes: Changes, _ store: inout some ReadModelWriter) throws {
+    /// Rewrites every list the batch's changes move or change, each at most once, and grows the
+    /// alphabet. The result depends only on the entities' records at the end (the lists are a
+    /// function of them) and on every token seen, so any split of the same events gives the same
+    /// bytes.
+    @discardableResult
+    static func flush(_ changes: Changes, _ store: inout some ReadModelWriter) throws -> FlushStats {
         var byTable: [[UInt8]: [Change]] = [:]
         for (key, old) in changes.before {
             let new = try AutocompleteProjection.entity(key, store)
             let o = old.flatMap { $0.active ? $0 : nil }, n = new.flatMap { $0.active ? $0 : nil }
             if o?.score == n?.score && o?.text == n?.text && o?.ref == n?.ref && o?.tokens == n?.tokens { continue }
-            let oldPrefixes = prefixes(o?.tokens ?? []), newPrefixes = prefixes(n?.tokens ?? [])
             let entry = n.map { Entry(units: $0.score, key: key, text: Array($0.text.utf8.prefix(0xffff)), ref: Array($0.ref.utf8.prefix(0xffff))) }
-            for p in oldPrefixes.union(newPrefixes) {
-                let change = Change(key: key, new: newPrefixes.contains(p) ? entry : nil)
-                byTable[[0] + p, default: []].append(change)
-                byTable[[key[0]] + p, default: []].append(change)
+            let change = Change(key: key, new: entry, record: entry.map(record) ?? [], unitsBefore: o?.score, unitsChanged: o?.score != n?.score)
+            let newPrefixes = prefixes(n?.tokens ?? [])
+            let all = o?.tokens == n?.tokens ? newPrefixes : newPrefixes.union(prefixes(o?.tokens ?? []))
+            for p in all {
+                var c = change
+                if !newPrefixes.contains(p) { c.new = nil }
+                byTable[[0] + p, default: []].append(c)
+                byTable[[key[0]] + p, default: []].append(c)
             }
         }
-        for (tableKey, list) in byTable { try update(tableKey, list, &store) }
+        var stats = FlushStats()
+        var units = UnitsCache()
+        for (tableKey, list) in byTable { try update(tableKey, list, &units, &stats, &store) }
         try growAlphabet(changes, &store)
+        return stats
     }
 
-    private static func update(_ tableKey: [UInt8], _ changes: [Change], _ store: inout some ReadModelWriter) throws {
+    /// Current units of unchanged entities, read once per flush.
+    struct UnitsCache {
+        var known: [[UInt8]: UInt64] = [:]
+
+        mutating func get(_ key: [UInt8], _ store: some ReadModelReader) throws -> UInt64 {
+            if let u = known[key] { return u }
+            let u = try AutocompleteTop.units(key, store)
+            known[key] = u
+            return u
+        }
+    }
+
+    private static func update(_ tableKey: [UInt8], _ changes: [Change], _ cache: inout UnitsCache, _ stats: inout FlushStats,
+                               _ store: inout some ReadModelWriter) throws {
+        stats.lists += 1
         let stored = try store.get(AutocompleteLayout.top, tableKey) ?? []
         guard var list = SlotList(stored) else { throw AutocompleteTop.corrupt(tableKey) }
+        let original = list.slots
         // A full list holds the best `capacity`; entities ranked after its last one are not
-        // stored, so below that last entry the list is only trusted again after a rescan.
-        let threshold = list.slots.count >= capacity ? list.slots.last : nil
-        var changed = list.remove(keys: changes.map(\.key))
-        for c in changes {
-            guard let e = c.new else { continue }
-            let slot = list.add(e)
-            // Below the old last entry, an entity the list never held may rank higher.
-            if let threshold, list.precedes(threshold, slot) { continue }
-            list.insert(slot)
-            changed = true
+        // stored, so below that last entry (as it was before the batch) the list is only trusted
+        // again after a rescan.
+        var threshold: SlotList.Slot?
+        if list.slots.count >= capacity, var last = list.slots.last {
+            let key = list.keyBytes(last)
+            last.units = try changes.first(where: { $0.key == key })?.unitsBefore ?? cache.get(key, store)
+            last.unitsKnown = true
+            threshold = last
         }
-        guard changed else { return }
+        var hints: [Int?] = []
+        hints.reserveCapacity(changes.count)
+        for c in changes { hints.append(list.remove(key: c.key)) }
+        var unitsOnly = false
+        for (c, hint) in zip(changes, hints) {
+            guard let e = c.new else { continue }
+            let slot = list.add(record: c.record, key: c.key, units: e.units)
+            // Below the old last entry, an entity the list never held may rank higher.
+            if let threshold, try list.precedes(threshold, slot, &cache, store) { continue }
+            try list.insert(slot, near: hint, &cache, store)
+            if hint != nil && c.unitsChanged { unitsOnly = true }
+        }
         if threshold != nil && list.slots.count < capacity {
-            let refilled = try rescan(tableKey, store)
-            try store.put(AutocompleteLayout.top, tableKey, encode(refilled))
+            stats.rescans += 1
+            let refilled = encode(try rescan(tableKey, store))
+            if refilled != stored {
+                stats.written += 1
+                try store.put(AutocompleteLayout.top, tableKey, refilled)
+            }
             return
         }
         if list.slots.count > capacity { list.slots.removeSubrange(capacity...) }
+        if list.same(as: original) {
+            if unitsOnly { stats.unitsOnly += 1 }
+            return
+        }
+        stats.written += 1
         if list.slots.isEmpty {
             try store.delete(AutocompleteLayout.top, tableKey)
         } else {
@@ -275,10 +405,12 @@ public enum AutocompleteTop {
 
     /// A stored list worked on in place: each entry is a slot of byte ranges into the stored value
     /// or into `fresh` (the records of entries added now), so an update copies bytes instead of
-    /// decoding and re-encoding every entry.
+    /// decoding and re-encoding every entry. Units are not stored: a slot's are read from its
+    /// entity record when a comparison needs them.
     struct SlotList {
         struct Slot {
             var fresh: Bool
+            var unitsKnown: Bool
             var units: UInt64
             var record: Range<Int>
             var text: Range<Int>
@@ -303,15 +435,14 @@ public enum AutocompleteTop {
             slots.reserveCapacity(n + 1)
             for i in 0..<n {
                 let end = start + u32(1 + 4 * i)
-                guard end <= b.count, recordStart < end, trailer + 10 <= b.count,
+                guard end <= b.count, recordStart < end, trailer + 2 <= b.count,
                       let (text, ref) = Self.textAndRef(b, recordStart, end) else { return nil }
-                var units: UInt64 = 0
-                for j in 0..<8 { units = units << 8 | UInt64(b[trailer + j]) }
-                let kn = Int(b[trailer + 8]) << 8 | Int(b[trailer + 9])
-                guard kn > 0, trailer + 10 + kn <= b.count else { return nil }
-                slots.append(Slot(fresh: false, units: units, record: recordStart..<end, text: text, ref: ref, key: (trailer + 10)..<(trailer + 10 + kn)))
+                let kn = Int(b[trailer]) << 8 | Int(b[trailer + 1])
+                guard kn > 0, trailer + 2 + kn <= b.count else { return nil }
+                slots.append(Slot(fresh: false, unitsKnown: false, units: 0, record: recordStart..<end, text: text, ref: ref,
+                                  key: (trailer + 2)..<(trailer + 2 + kn)))
                 recordStart = end
-                trailer += 10 + kn
+                trailer += 2 + kn
             }
         }
 
@@ -338,6 +469,8 @@ public enum AutocompleteTop {
             return (text, ref)
         }
 
+        func keyBytes(_ s: Slot) -> [UInt8] { Array((s.fresh ? fresh : stored)[s.key]) }
+
         /// Compares two byte ranges (of either buffer) as unsigned bytes: <0, 0, >0.
         private func compare(_ aFresh: Bool, _ a: Range<Int>, _ bFresh: Bool, _ b: Range<Int>) -> Int {
             let x = aFresh ? fresh : stored, y = bFresh ? fresh : stored
@@ -350,9 +483,15 @@ public enum AutocompleteTop {
             }
         }
 
+        /// A slot's units: known for added slots, else read from its entity record (cached).
+        private func units(_ s: Slot, _ cache: inout UnitsCache, _ store: some ReadModelReader) throws -> UInt64 {
+            s.unitsKnown ? s.units : try cache.get(keyBytes(s), store)
+        }
+
         /// The list order (``Entry/precedes(_:)``).
-        func precedes(_ a: Slot, _ b: Slot) -> Bool {
-            if a.units != b.units { return a.units > b.units }
+        func precedes(_ a: Slot, _ b: Slot, _ cache: inout UnitsCache, _ store: some ReadModelReader) throws -> Bool {
+            let ua = try units(a, &cache, store), ub = try units(b, &cache, store)
+            if ua != ub { return ua > ub }
             let ka = (a.fresh ? fresh : stored)[a.key.lowerBound], kb = (b.fresh ? fresh : stored)[b.key.lowerBound]
             if ka != kb { return ka < kb }
             let t = compare(a.fresh, a.text, b.fresh, b.text)
@@ -362,48 +501,68 @@ public enum AutocompleteTop {
             return compare(a.fresh, a.key, b.fresh, b.key) < 0
         }
 
-        /// Takes out the entries of these entities; true when one was there.
-        mutating func remove(keys: [[UInt8]]) -> Bool {
-            let before = slots.count
-            if keys.count <= 8 {
-                for key in keys {
-                    if let i = slots.firstIndex(where: { s in s.key.count == key.count && key.withUnsafeBytes { k in
-                        stored.withUnsafeBytes { memcmp($0.baseAddress! + s.key.lowerBound, k.baseAddress!, key.count) == 0 } } }) {
-                        slots.remove(at: i)
+        /// Takes out the entry of this entity; its index when it was there.
+        mutating func remove(key: [UInt8]) -> Int? {
+            let i = key.withUnsafeBytes { k in
+                stored.withUnsafeBytes { st in
+                    fresh.withUnsafeBytes { fr in
+                        slots.firstIndex { s in
+                            s.key.count == k.count && memcmp((s.fresh ? fr : st).baseAddress! + s.key.lowerBound, k.baseAddress!, k.count) == 0
+                        }
                     }
                 }
-            } else {
-                let set = Set(keys)
-                slots.removeAll { set.contains(Array(stored[$0.key])) }
             }
-            return slots.count != before
+            if let i { slots.remove(at: i) }
+            return i
         }
 
-        /// Encodes `e` into the fresh buffer and returns its slot (not yet in the list).
-        mutating func add(_ e: Entry) -> Slot {
+        /// Copies an encoded record and key into the fresh buffer and returns its slot (not yet
+        /// in the list).
+        mutating func add(record: [UInt8], key: [UInt8], units: UInt64) -> Slot {
             let start = fresh.count
-            appendSuggestion(kind: e.kind, text: e.text, ref: e.ref, score: Double(e.units) + 1, fuzzy: false, into: &fresh)
+            fresh += record
             let end = fresh.count
             guard let (text, ref) = Self.textAndRef(fresh, start, end) else { preconditionFailure("a record just encoded parses") }
-            fresh += e.key
-            return Slot(fresh: true, units: e.units, record: start..<end, text: text, ref: ref, key: end..<fresh.count)
+            fresh += key
+            return Slot(fresh: true, unitsKnown: true, units: units, record: start..<end, text: text, ref: ref, key: end..<fresh.count)
         }
 
-        /// Inserts a slot at its place (binary search; the list is sorted).
-        mutating func insert(_ slot: Slot) {
+        /// Inserts a slot at its place (the list is sorted): from `hint` (where the entity was)
+        /// walking to its neighbours, as most changes move an entry little or not at all; else
+        /// by binary search.
+        mutating func insert(_ slot: Slot, near hint: Int?, _ cache: inout UnitsCache, _ store: some ReadModelReader) throws {
+            if let hint {
+                var at = min(hint, slots.count)
+                while at > 0, try precedes(slot, slots[at - 1], &cache, store) { at -= 1 }
+                while at < slots.count, try precedes(slots[at], slot, &cache, store) { at += 1 }
+                slots.insert(slot, at: at)
+                return
+            }
             var lo = 0, hi = slots.count
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if precedes(slots[mid], slot) { lo = mid + 1 } else { hi = mid }
+                if try precedes(slots[mid], slot, &cache, store) { lo = mid + 1 } else { hi = mid }
             }
             slots.insert(slot, at: lo)
+        }
+
+        /// Whether the list still encodes to its stored value: the same entities in the same order
+        /// with the same record bytes.
+        func same(as original: [Slot]) -> Bool {
+            guard slots.count == original.count else { return false }
+            for (s, o) in zip(slots, original) {
+                if !s.fresh && s.record == o.record { continue }
+                if s.record.count != o.record.count || s.key.count != o.key.count { return false }
+                if compare(s.fresh, s.record, false, o.record) != 0 || compare(s.fresh, s.key, false, o.key) != 0 { return false }
+            }
+            return true
         }
 
         /// The stored value of the list (layout of ``AutocompleteTop/encode(_:)``), copied range
         /// by range.
         func encoded() -> [UInt8] {
             var size = 1 + 4 * slots.count
-            for s in slots { size += s.record.count + 10 + s.key.count }
+            for s in slots { size += s.record.count + 2 + s.key.count }
             return stored.withUnsafeBytes { st in
                 fresh.withUnsafeBytes { fr in
                     [UInt8](unsafeUninitializedCapacity: size) { out, count in
@@ -420,7 +579,7 @@ public enum AutocompleteTop {
                         for s in slots { end += s.record.count; put(UInt64(end), 4, at: i); i += 4 }
                         for s in slots { copy(s, s.record, at: i); i += s.record.count }
                         for s in slots {
-                            put(s.units, 8, at: i); put(UInt64(s.key.count), 2, at: i + 8); i += 10
+                            put(UInt64(s.key.count), 2, at: i); i += 2
                             copy(s, s.key, at: i); i += s.key.count
                         }
                         count = i
@@ -482,40 +641,73 @@ public enum AutocompleteTop {
 
     /// A single-token answer from the lists alone; nil when the token needs the general path
     /// (too long for the table, or nothing matches: the wider typo pass follows).
+    ///
+    /// Exact matches rank first, so when the token's list holds `limit` entries (or the query
+    /// can add no typo or synonym match) the answer is one get and a slice of it. Otherwise typo
+    /// and synonym matches fill the rest, from the lists of the synonyms and of every string one
+    /// edit away.
     static func answer(_ reader: some ReadModelReader, token: String, limit: Int, kinds: Set<UInt8>,
                        synonyms: [String]) throws -> Autocomplete.Answer? {
         let scalars = Array(token.unicodeScalars)
         let m = scalars.count
+        guard m <= maxPrefixLength else { return nil }
         let typo = m >= 4
-        guard m <= (typo ? maxPrefixLength - 1 : maxPrefixLength), synonyms.allSatisfy({ $0.unicodeScalars.count <= maxPrefixLength }) else { return nil }
+        let canFill = typo || !synonyms.isEmpty
         let tables: [UInt8] = kinds.isEmpty || kinds.count == 3 ? [0] : kinds.sorted()
         let prefix = Array(token.utf8)
-        if !typo && synonyms.isEmpty && tables.count == 1 {
+        if tables.count == 1 {
             // The point read: one get, the response is a slice of the value.
-            return try reader.withValue(AutocompleteLayout.top, key(tables[0], prefix)) { b in
-                slice(b, limit: limit).map { Autocomplete.Answer.encoded(Array($0)) }
-            } ?? nil
+            let hit: [UInt8]?? = try reader.withValue(AutocompleteLayout.top, key(tables[0], prefix)) { b in
+                guard b.count >= 1, Int(b[0]) >= limit || !canFill else { return nil }
+                return slice(b, limit: limit).map { Array($0) }
+            }
+            if case .some(.some(let bytes)) = hit { return .encoded(bytes) }
+            if hit == nil && !canFill { return nil }  // nothing exact: the wider search follows
         }
-        var found: [[UInt8]: Candidate] = [:]
-        func add(_ prefix: [UInt8], fuzzy: Bool) throws {
+        var known: [[UInt8]: UInt64] = [:]
+        func candidate(_ s: Stored, typos: Int) throws -> Candidate {
+            let units: UInt64
+            if let u = known[s.key] { units = u } else { units = try Self.units(s.key, reader); known[s.key] = units }
+            return Candidate(entry: Entry(units: units, key: s.key, text: s.text, ref: s.ref), typos: typos, exact: 1 - typos)
+        }
+        var exact: [Candidate] = []
+        var seen = Set<[UInt8]>()
+        for t in tables {
+            for s in try list(reader, key(t, prefix)) where seen.insert(s.key).inserted { exact.append(try candidate(s, typos: 0)) }
+        }
+        exact.sort { $0.precedes($1) }
+        if exact.count >= limit { return .ranked(Array(exact.prefix(limit))) }
+        guard canFill else { return exact.isEmpty ? nil : .ranked(exact) }
+        // Typo and synonym matches fill what exact matches leave: each source list holds its best
+        // 50 by units, so the first `want` entries of each that are not exact matches hold the
+        // best `want` of their union.
+        guard !typo || m < maxPrefixLength, synonyms.allSatisfy({ $0.unicodeScalars.count <= maxPrefixLength }) else { return nil }
+        let want = limit - exact.count
+        var fuzzy: [[UInt8]: Candidate] = [:]
+        func add(_ prefix: [UInt8]) throws {
             for t in tables {
-                for e in try list(reader, key(t, prefix)) where found[e.key] == nil { found[e.key] = Candidate(entry: e, fuzzy: fuzzy) }
+                guard let value = try reader.get(AutocompleteLayout.top, key(t, prefix)) else { continue }
+                var taken = 0
+                for s in value.withUnsafeBytes({ decode($0) }) ?? [] where !seen.contains(s.key) {
+                    if taken == want { break }
+                    taken += 1
+                    if fuzzy[s.key] == nil { fuzzy[s.key] = try candidate(s, typos: 1) }
+                }
             }
         }
-        try add(prefix, fuzzy: false)
-        for s in synonyms { try add(Array(s.utf8), fuzzy: true) }
+        for s in synonyms { try add(Array(s.utf8)) }
         if typo {
             let letters = try alphabet(reader)
             if prefix.allSatisfy({ $0 < 0x80 }) {
-                try forEachNeighbour(ascii: prefix, letters) { candidate in try add(candidate, fuzzy: true) }
+                try forEachNeighbour(ascii: prefix, letters) { n in try add(n) }
             } else {
-                for n in neighbours(scalars, letters) { try add(n, fuzzy: true) }
+                for n in neighbours(scalars, letters) { try add(n) }
             }
         }
-        if found.isEmpty { return nil }
-        var ranked = Array(found.values)
-        ranked.sort { $0.precedes($1) }
-        return .ranked(Array(ranked.prefix(limit)))
+        if exact.isEmpty && fuzzy.isEmpty { return nil }
+        var rest = Array(fuzzy.values)
+        rest.sort { $0.precedes($1) }
+        return .ranked(exact + rest.prefix(want))
     }
 
     /// ``neighbours(_:_:)`` of an ASCII token, built in one reused buffer without collecting them
