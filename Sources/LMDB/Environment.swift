@@ -37,6 +37,10 @@ public final class Environment: Sendable {
         /// Skip the fsync at commit (`MDB_NOSYNC`): for tests and rebuilds that are synced
         /// explicitly before use. A crash may lose the last commits, never corrupt.
         public var noSync: Bool
+        /// One fsync per commit instead of two (`MDB_NOMETASYNC`): the data pages are flushed,
+        /// the meta page is written but flushed only by the next commit or ``Environment/sync(force:)``.
+        /// Integrity holds; a system crash may undo the last commit (a process crash loses nothing).
+        public var noMetaSync: Bool
         /// The file mode of created files.
         public var fileMode: UInt32
 
@@ -47,6 +51,7 @@ public final class Environment: Sendable {
             maxDatabases: UInt32 = 64,
             readOnly: Bool = false,
             noSync: Bool = false,
+            noMetaSync: Bool = false,
             fileMode: UInt32 = 0o644
         ) {
             self.mapSize = mapSize
@@ -55,6 +60,7 @@ public final class Environment: Sendable {
             self.maxDatabases = maxDatabases
             self.readOnly = readOnly
             self.noSync = noSync
+            self.noMetaSync = noMetaSync
             self.fileMode = fileMode
         }
     }
@@ -105,6 +111,7 @@ public final class Environment: Sendable {
             var flags = UInt32(MDB_NOTLS)
             if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
             if configuration.noSync { flags |= UInt32(MDB_NOSYNC) }
+            if configuration.noMetaSync { flags |= UInt32(MDB_NOMETASYNC) }
             try LMDBError.check(mdb_env_open(env, path, flags, mdb_mode_t(configuration.fileMode)), "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
@@ -143,9 +150,25 @@ public final class Environment: Sendable {
             maxReaders: Int(info.me_maxreaders), readersInUse: Int(info.me_numreaders), pageSize: Int(stat.ms_psize))
     }
 
-    /// Flushes the data to disk (needed after writes with ``Configuration/noSync``).
+    /// Flushes the data to disk (needed after writes with ``Configuration/noSync`` or
+    /// ``Writer/Durability/deferred``). Blocks for the disk: from async code use
+    /// ``Writer/sync()``.
     public func sync(force: Bool = true) throws(LMDBError) {
         try LMDBError.check(mdb_env_sync(handle, force ? 1 : 0), "mdb_env_sync(\(path))")
+    }
+
+    /// Turns `MDB_NOSYNC` on or off for the following commits (``Writer/Durability/deferred``).
+    /// LMDB reads the flag at commit: call it only between write transactions, on the thread
+    /// that runs them (the ``Writer``'s).
+    func setNoSync(_ on: Bool) throws(LMDBError) {
+        try LMDBError.check(mdb_env_set_flags(handle, UInt32(MDB_NOSYNC), on ? 1 : 0), "mdb_env_set_flags(MDB_NOSYNC, \(on), \(path))")
+    }
+
+    /// Whether commits skip the fsync now (`MDB_NOSYNC` set at open or by a deferred write).
+    public var commitsSkipSync: Bool {
+        var flags: UInt32 = 0
+        _ = mdb_env_get_flags(handle, &flags)
+        return flags & UInt32(MDB_NOSYNC) != 0
     }
 
     // MARK: Databases

@@ -25,6 +25,8 @@ public final class Writer: Sendable {
         let wakeUp = DispatchSemaphore(value: 0)
         /// Signalled by the thread when it has drained its queue after shutdown.
         let finished = DispatchSemaphore(value: 0)
+        /// Deferred commits not yet flushed (see ``Writer/unsyncedCommits``).
+        let unsynced = Atomic<Int>(0)
     }
 
     private let shared = Shared()
@@ -58,18 +60,79 @@ public final class Writer: Sendable {
         stop()
     }
 
+    /// Whether a commit waits for the disk.
+    public enum Durability: Sendable, Hashable {
+        /// The commit returns once its data is on disk (as the environment is configured:
+        /// two fsyncs, or one with ``Environment/Configuration/noMetaSync``).
+        case synced
+        /// The commit skips the fsync (`MDB_NOSYNC` for this transaction only): the pages reach
+        /// the disk with the next synced commit, ``sync()``, or the kernel's writeback. A process
+        /// crash loses nothing; a system crash may lose these commits (and, unless the file
+        /// system keeps write order, damage the file). For work that can be redone, such as
+        /// read models whose cursor commits with their data.
+        case deferred
+    }
+
+    /// Commits made with ``Durability/deferred`` since the last synced commit or ``sync()``.
+    public var unsyncedCommits: Int { shared.unsynced.load(ordering: .relaxed) }
+
     /// Runs `body` in a write transaction on the writer thread: committed when it returns,
     /// aborted when it throws; rerun from scratch if the map had to grow (see
-    /// ``Environment/write(_:)``).
+    /// ``Environment/write(_:)``). With `durability` ``Durability/deferred`` the commit does not
+    /// wait for the disk.
     ///
     /// - Throws: what `body` throws, ``LMDBError``, or `.cancelled` once the writer is stopped.
-    public func write<R: Sendable>(_ body: @escaping @Sendable (borrowing WriteTransaction) throws -> R) async throws -> R {
+    public func write<R: Sendable>(durability: Durability = .synced, _ body: @escaping @Sendable (borrowing WriteTransaction) throws -> R) async throws -> R {
+        let environment = self.environment, shared = self.shared
+        // Deferring changes nothing when the environment never syncs at commit anyway.
+        let deferring = durability == .deferred && !environment.configuration.noSync
+        return try await enqueue { () throws -> R in
+            guard deferring else {
+                let result = try environment.write(body)
+                if !environment.configuration.noSync { shared.unsynced.store(0, ordering: .relaxed) }
+                return result
+            }
+            try environment.setNoSync(true)
+            defer { try? environment.setNoSync(false) }
+            let result = try environment.write(body)
+            shared.unsynced.add(1, ordering: .relaxed)
+            return result
+        }
+    }
+
+    /// Flushes every commit so far to disk (`mdb_env_sync`), on the writer thread (between
+    /// transactions, off the caller's thread).
+    public func sync() async throws {
+        let environment = self.environment, shared = self.shared
+        try await enqueue { () throws -> Void in
+            try environment.sync(force: true)
+            shared.unsynced.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// Flushes every commit so far to disk from a thread of its own, while the writer goes on
+    /// committing (``sync()`` waits behind queued writes and holds up the ones after it). For
+    /// commits that skipped the fsync: LMDB's sync only flushes the file, it takes no lock.
+    public func syncAlongside() async throws {
+        let environment = self.environment, shared = self.shared
+        let owed = shared.unsynced.load(ordering: .relaxed)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try environment.sync(force: true) })
+            }
+        }
+        // Commits made during the flush may not be on disk yet: only those counted before it are settled.
+        _ = shared.unsynced.wrappingSubtract(min(owed, shared.unsynced.load(ordering: .relaxed)), ordering: .relaxed)
+    }
+
+    /// Runs `job` on the writer thread and returns its result.
+    private func enqueue<R: Sendable>(_ job: @escaping @Sendable () throws -> R) async throws -> R {
         let environment = self.environment
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
             let accepted = shared.state.withLock { state -> Bool in
                 guard !state.stopped else { return false }
                 state.jobs.append {
-                    continuation.resume(with: Result { try environment.write(body) })
+                    continuation.resume(with: Result { try job() })
                 }
                 return true
             }

@@ -17,16 +17,22 @@ public struct ReadSide: Sendable {
     /// The projector, when this process writes the read models.
     public let projector: ProjectorRunner?
 
+    /// The most events per LMDB write transaction while the projector is far behind the log
+    /// (batches grow from `batchSize` up to this; see `BatchPlanner`).
+    public static let defaultMaxBatchSize = 16_384
+
     /// Opens (creating if needed) the read models under `folder`; with an event store, also the
-    /// projector that feeds them, applying up to `batchSize` events per LMDB write transaction.
-    public init(folder: String, eventStore: EventStore?, batchSize: Int = 1000, logger: Logger = Logger(label: "tote.projector")) throws {
+    /// projector that feeds them, applying up to `batchSize` events per LMDB write transaction
+    /// once caught up, and batches growing up to `maxBatchSize` while far behind.
+    public init(folder: String, eventStore: EventStore?, batchSize: Int = 1000, maxBatchSize: Int? = nil, logger: Logger = Logger(label: "tote.projector")) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // Without an event store this process only reads (`tote query`): LMDB opened read-only.
         var configuration = Environment.Configuration()
         configuration.readOnly = eventStore == nil
         let directory = try ReadModelDirectory(root: folder, projections: Self.projections, configuration: configuration)
         self.directory = directory
-        projector = try eventStore.map { try ProjectorRunner(projections: Self.projections, eventStore: $0, directory: directory, batchSize: batchSize, logger: logger) }
+        let maxBatchSize = maxBatchSize ?? max(batchSize, Self.defaultMaxBatchSize)
+        projector = try eventStore.map { try ProjectorRunner(projections: Self.projections, eventStore: $0, directory: directory, batchSize: batchSize, maxBatchSize: maxBatchSize, logger: logger) }
     }
 
     /// The query service over these read models; a query with a consistency token wakes as soon
@@ -47,7 +53,7 @@ public struct ReadSide: Sendable {
 
     /// Builds a fresh generation from position zero beside the live one and switches the query
     /// side to it once it has caught up (`tote project --rebuild`). Returns the new generation.
-    public func rebuild(eventStore: EventStore, batchSize: Int = 1000, logger: Logger = Logger(label: "tote.projector.rebuild")) async throws -> String {
-        try await ProjectorRunner.rebuild(projections: Self.projections, eventStore: eventStore, directory: directory, batchSize: batchSize, logger: logger)
+    public func rebuild(eventStore: EventStore, batchSize: Int = 1000, maxBatchSize: Int? = nil, logger: Logger = Logger(label: "tote.projector.rebuild")) async throws -> String {
+        try await ProjectorRunner.rebuild(projections: Self.projections, eventStore: eventStore, directory: directory, batchSize: batchSize, maxBatchSize: maxBatchSize ?? max(batchSize, Self.defaultMaxBatchSize), logger: logger)
     }
 }

@@ -530,8 +530,11 @@ struct Project: AsyncParsableCommand {
     @Flag(help: "Rebuild every read model from the start of the log beside the live ones, switch, and exit.")
     var rebuild = false
 
-    @Option(help: "Events applied per LMDB write transaction (1...100000).")
+    @Option(help: "Events applied per LMDB write transaction once caught up with the log (1...100000).")
     var batchSize = 1000
+
+    @Option(help: "Most events per LMDB write transaction while far behind the log: batches grow from --batch-size up to this (default 16384, at least --batch-size).")
+    var maxBatchSize: Int?
 
     @Option(help: "Serve Prometheus metrics (projector lag) and probes (/metrics, /health, /ready) over HTTP on HOST:PORT.")
     var metricsListen: HostAndPort?
@@ -540,6 +543,9 @@ struct Project: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 100000, got \(batchSize)") }
+        if let maxBatchSize, !(batchSize...100_000).contains(maxBatchSize) {
+            throw ValidationError("--max-batch-size must be between --batch-size (\(batchSize)) and 100000, got \(maxBatchSize)")
+        }
     }
 
     func run() async throws {
@@ -550,9 +556,9 @@ struct Project: AsyncParsableCommand {
         let registry = metricsListen.map { _ in ToteMetrics.registry }
         let logger = Logger(label: "tote.projector")
         try await withEventStore(connectionString, poolSize: 2, applicationName: "tote-project") { store in
-            let readSide = try ReadSide(folder: readModels, eventStore: store, batchSize: batchSize, logger: logger)
+            let readSide = try ReadSide(folder: readModels, eventStore: store, batchSize: batchSize, maxBatchSize: maxBatchSize, logger: logger)
             if rebuild {
-                let generation = try await readSide.rebuild(eventStore: store, batchSize: batchSize)
+                let generation = try await readSide.rebuild(eventStore: store, batchSize: batchSize, maxBatchSize: maxBatchSize)
                 FileHandle.standardOutput.write(Data("rebuilt read models: generation \(generation) is live\n".utf8))
             } else if let projector = readSide.projector {
                 FileHandle.standardOutput.write(Data("projecting into \(readModels)\n".utf8))

@@ -26,14 +26,16 @@ struct ProjectorCrashTests {
 
         // A realistic log: the generated catalog (categories, products, SKUs, prices, stock) and orders.
         let events = CatalogGenerator(seed: 77).events(products: 400, orders: 400)
-        let end = try await appendInLogOrder(events, to: store)
+        let end = try await store.appendInLogOrder(events, eventsPerTransaction: 100)
         await store.shutdown()
         try await pool.shutdown()
         #expect(events.count > 5_000)
 
         let readModels = "\(folder)/models"
         let batchSize = 100
-        let arguments = ["project", "--database", connectionString, "--read-models", readModels, "--batch-size", "\(batchSize)"]
+        // Batches grow 100 → 200 → 400 while behind, with deferred commits: small enough that
+        // every kill lands mid-run among many transactions.
+        let arguments = ["project", "--database", connectionString, "--read-models", readModels, "--batch-size", "\(batchSize)", "--max-batch-size", "\(4 * batchSize)"]
         // Kill moments spread over the log: once this run has committed past a share of it, after a varied delay.
         let moments: [(share: Int64, delay: Duration)] = [(10, .zero), (35, .milliseconds(7)), (60, .milliseconds(23)), (85, .milliseconds(3))]
         var killedAt: [LogPosition] = []
@@ -103,38 +105,14 @@ struct ProjectorCrashTests {
             #expect(child.terminationStatus == 64, "--batch-size \(bad): exit \(child.terminationStatus)")
             #expect(tail("\(folder)/bad.log").contains("batch-size"), "--batch-size \(bad): \(tail("\(folder)/bad.log"))")
         }
+        let below = try launch(tote, ["project", "--database", "host=/nonexistent", "--read-models", "\(folder)/models", "--batch-size", "100", "--max-batch-size", "50"], log: "\(folder)/bad.log")
+        await below.exited()
+        #expect(below.terminationStatus == 64 && tail("\(folder)/bad.log").contains("max-batch-size"), "--max-batch-size below --batch-size: exit \(below.terminationStatus)")
         #expect(!FileManager.default.fileExists(atPath: "\(folder)/models"), "nothing created for a refused command")
     }
 
     // MARK: Helpers
 
-    /// Appends the generated events in their order: consecutive events go in one transaction of up
-    /// to 100 events, cut where a stream would come back after another (so log order is kept).
-    func appendInLogOrder(_ events: [GeneratedEvent], to store: EventStore) async throws -> LogPosition {
-        var end = LogPosition.start
-        var chunk: [StreamAppend] = []
-        var streams = Set<String>()
-        var count = 0
-        func flush() async throws {
-            guard !chunk.isEmpty else { return }
-            end = try await store.append(chunk).position
-            chunk = []
-            streams = []
-            count = 0
-        }
-        for event in events {
-            if chunk.last?.stream == event.stream {
-                chunk[chunk.count - 1].events.append(event.newEvent)
-            } else {
-                if streams.contains(event.stream) || count >= 100 { try await flush() }
-                chunk.append(StreamAppend(stream: event.stream, expectedVersion: .any, events: [event.newEvent]))
-                streams.insert(event.stream)
-            }
-            count += 1
-        }
-        try await flush()
-        return end
-    }
 
     /// The `tote` executable built next to this test bundle (`swift build --build-tests`).
     func toteExecutable() throws -> String {

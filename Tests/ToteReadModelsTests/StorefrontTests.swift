@@ -7,17 +7,6 @@ import ToteProto
 @testable import ToteReadModels
 import ToteServices
 
-/// Generated events as the log delivers them: consecutive positions, per-stream versions.
-private func logged(_ generated: [GeneratedEvent]) -> [RecordedEvent] {
-    var versions: [String: Int64] = [:]
-    return generated.enumerated().map { i, g in
-        versions[g.stream, default: 0] += 1
-        var event = g.recorded(position: Int64(i + 1))
-        event.streamVersion = versions[g.stream]!
-        return event
-    }
-}
-
 private func productEvent(_ stream: String, _ version: Int64, _ position: Int64, _ body: (inout Tote_V1_ProductEvent) -> Void) -> RecordedEvent {
     var e = Tote_V1_ProductEvent()
     body(&e)
@@ -79,7 +68,7 @@ private func tree(_ root: String = "", depth: UInt32 = 0) -> Tote_V1_GetCategory
 
 @Suite("Storefront model: product pages and the category tree as stored responses")
 struct StorefrontProjectionTests {
-    static let events = logged(CatalogGenerator(seed: 7).events(products: 300, orders: 50))
+    static let events = recordedLog(CatalogGenerator(seed: 7).events(products: 300, orders: 50))
 
     @Test("any split of the same events into batches gives the same bytes as event by event")
     func batchSplitsGiveTheSameBytes() throws {
@@ -206,7 +195,7 @@ struct StorefrontProjectionTests {
 struct StorefrontQueryServiceTests {
     @Test("pages and the tree are served as stored; unknown ones are NOT_FOUND and bad requests INVALID_ARGUMENT")
     func overTheWire() async throws {
-        let events = logged(CatalogGenerator(seed: 9).events(products: 50))
+        let events = recordedLog(CatalogGenerator(seed: 9).events(products: 50))
         var store = MemoryStore()
         try StorefrontProjection().apply(batch: events[...], to: &store)
         let source = StorefrontTestSource(store: store)

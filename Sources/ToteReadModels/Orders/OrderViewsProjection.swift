@@ -23,34 +23,70 @@ public struct OrderViewsProjection: Projection {
     public var databases: [String] { OrderKeys.all }
 
     public func apply(_ event: RecordedEvent, to store: inout some ReadModelWriter) throws {
-        if event.stream.hasPrefix("order-") {
-            try applyOrderEvent(event, orderID: String(event.stream.dropFirst("order-".count)), to: &store)
-        } else if event.stream.hasPrefix("payment-") {
-            try applyPaymentEvent(event, paymentID: String(event.stream.dropFirst("payment-".count)), to: &store)
-        }
+        try apply(batch: [event][...], to: &store)
     }
 
-    // MARK: Orders
+    /// What a batch changed of one order, kept in memory until the batch ends.
+    struct TouchedOrder {
+        /// The order's events, stored ones first, then the batch's.
+        var events: [RecordedOrderEvent]
+        /// The order as stored before the batch (its index entries are removed at the end).
+        var before: OrderDecider.State
+        /// The order after the batch's events so far.
+        var state: OrderDecider.State
+    }
 
-    private func applyOrderEvent(_ recorded: RecordedEvent, orderID: String, to store: inout some ReadModelWriter) throws {
-        guard let event = try? Tote_V1_OrderEvent(serializedBytes: recorded.data) else {
-            throw OrderProjectionError.undecodableEvent(stream: recorded.stream, version: recorded.streamVersion)
+    /// A batch: each event is recorded (`orders.events`, `orders.payment_events`, payment
+    /// summaries) as it comes; each touched order's events are read once, folded as the batch
+    /// goes, and its view and index entries are written once at the end. The bytes equal those of
+    /// applying the events one by one (the view and the index entries are functions of the order's
+    /// final events and payments), so any cut of the log into batches gives the same model.
+    public func apply(batch events: ArraySlice<RecordedEvent>, to store: inout some ReadModelWriter) throws {
+        var orders: [String: TouchedOrder] = [:]
+        // Orders whose view must be written again: changed, or a payment of theirs changed.
+        var stale: Set<String> = []
+        for event in events {
+            if event.stream.hasPrefix("order-") {
+                let orderID = String(event.stream.dropFirst("order-".count))
+                guard let decoded = try? Tote_V1_OrderEvent(serializedBytes: event.data) else {
+                    throw OrderProjectionError.undecodableEvent(stream: event.stream, version: event.streamVersion)
+                }
+                var order: TouchedOrder
+                if let touched = orders[orderID] {
+                    order = touched
+                } else {
+                    let history = try Self.orderEvents(orderID, in: store)
+                    let state = OrderDecider.fold(history.map(\.event))
+                    order = TouchedOrder(events: history, before: state, state: state)
+                }
+                if let last = order.events.last, last.streamVersion >= event.streamVersion { continue }  // already applied
+                let stored = StoredOrderEvent(recordedAtMicros: event.recordedAtMicros, actorID: event.metadata.actorID,
+                                              actorRole: event.metadata.actorRole, envelope: event.data)
+                try store.put(OrderKeys.eventsDB, try OrderKeys.eventsPrefix(orderID) + OrderKeys.bigEndian(UInt64(bitPattern: event.streamVersion)), try stored.encoded())
+                order.events.append(RecordedOrderEvent(event: decoded, streamVersion: event.streamVersion, recordedAtMicros: event.recordedAtMicros,
+                                                       actor: Principal(id: event.metadata.actorID, role: event.metadata.actorRole)))
+                order.state = OrderDecider.evolve(order.state, decoded)
+                orders[orderID] = order
+                stale.insert(orderID)
+            } else if event.stream.hasPrefix("payment-") {
+                if let orderID = try applyPaymentEvent(event, paymentID: String(event.stream.dropFirst("payment-".count)), to: &store) {
+                    stale.insert(orderID)
+                }
+            }
         }
-        let history = try Self.orderEvents(orderID, in: store)
-        if let last = history.last, last.streamVersion >= recorded.streamVersion { return }  // already applied
-        let before = OrderDecider.fold(history.map(\.event))
-
-        let stored = StoredOrderEvent(recordedAtMicros: recorded.recordedAtMicros, actorID: recorded.metadata.actorID,
-                                      actorRole: recorded.metadata.actorRole, envelope: recorded.data)
-        try store.put(OrderKeys.eventsDB, try OrderKeys.eventsPrefix(orderID) + OrderKeys.bigEndian(UInt64(bitPattern: recorded.streamVersion)), try stored.encoded())
-        let events = history + [RecordedOrderEvent(event: event, streamVersion: recorded.streamVersion, recordedAtMicros: recorded.recordedAtMicros,
-                                                   actor: Principal(id: recorded.metadata.actorID, role: recorded.metadata.actorRole))]
-        let after = OrderDecider.evolve(before, event)
-        try Self.writeView(orderID, events: events, state: after, to: &store)
-
-        // Secondary keys: remove the order's old entries, put the new ones.
-        try Self.removeIndexEntries(before, orderID: orderID, from: &store)
-        try Self.putIndexEntries(after, orderID: orderID, to: &store)
+        for orderID in stale.sorted() {
+            if let order = orders[orderID] {
+                try Self.writeView(orderID, events: order.events, state: order.state, to: &store)
+                // Secondary keys: remove the order's entries from before the batch, put the new ones.
+                try Self.removeIndexEntries(order.before, orderID: orderID, from: &store)
+                try Self.putIndexEntries(order.state, orderID: orderID, to: &store)
+            } else {
+                // Only its payments changed: re-encode the view if the order exists already.
+                let events = try Self.orderEvents(orderID, in: store)
+                guard !events.isEmpty else { continue }
+                try Self.writeView(orderID, events: events, state: OrderDecider.fold(events.map(\.event)), to: &store)
+            }
+        }
     }
 
     /// The order's stored events, oldest first.
@@ -113,7 +149,9 @@ public struct OrderViewsProjection: Projection {
 
     // MARK: Payments
 
-    private func applyPaymentEvent(_ recorded: RecordedEvent, paymentID: String, to store: inout some ReadModelWriter) throws {
+    /// Records a payment event and the payment's new summary; returns the id of the order whose
+    /// view shows it (nil when the event was applied already or names no order).
+    private func applyPaymentEvent(_ recorded: RecordedEvent, paymentID: String, to store: inout some ReadModelWriter) throws -> String? {
         guard let event = try? Tote_V1_PaymentEvent(serializedBytes: recorded.data) else {
             throw OrderProjectionError.undecodableEvent(stream: recorded.stream, version: recorded.streamVersion)
         }
@@ -125,16 +163,11 @@ public struct OrderViewsProjection: Projection {
             history.append(try Tote_V1_PaymentEvent(serializedBytes: Array(value)))
             return true
         }
-        if lastVersion >= recorded.streamVersion { return }  // already applied
+        if lastVersion >= recorded.streamVersion { return nil }  // already applied
         try store.put(OrderKeys.paymentEventsDB, prefix + OrderKeys.bigEndian(UInt64(bitPattern: recorded.streamVersion)), recorded.data)
         let payment = PaymentDecider.evolve(PaymentDecider.fold(history), event)
-        guard !payment.orderID.isEmpty else { return }
-        let orderID = payment.orderID
-        try store.put(OrderKeys.paymentsDB, try OrderKeys.paymentsPrefix(orderID) + Array(paymentID.utf8), try payment.summary.serializedBytes())
-
-        // The order's view shows its payments: re-encode it if the order exists already.
-        let events = try Self.orderEvents(orderID, in: store)
-        guard !events.isEmpty else { return }
-        try Self.writeView(orderID, events: events, state: OrderDecider.fold(events.map(\.event)), to: &store)
+        guard !payment.orderID.isEmpty else { return nil }
+        try store.put(OrderKeys.paymentsDB, try OrderKeys.paymentsPrefix(payment.orderID) + Array(paymentID.utf8), try payment.summary.serializedBytes())
+        return payment.orderID
     }
 }

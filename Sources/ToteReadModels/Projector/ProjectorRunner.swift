@@ -27,8 +27,10 @@ public struct ProjectorLag: Sendable, Hashable, CustomStringConvertible {
 /// - Inside the transaction each projection skips events at or before its stored cursor, so a
 ///   replayed batch, two runners on one environment (a live projector meeting a rebuild
 ///   after a switch), or a projection added later that starts from zero stay correct.
-/// - ``run()`` runs until its task is cancelled: reads up to ``batchSize`` available events,
-///   applies them, waits on the log (``EventStore/subscribe(from:batchSize:)``) when caught up.
+/// - ``run()`` runs until its task is cancelled: reads available events, applies them, waits on
+///   the log (``EventStore/subscribe(from:batchSize:)``) when caught up. Far behind, batches grow
+///   up to ``maxBatchSize``, commits skip the fsync (``BatchPlanner``) and the next batch is read
+///   while this one is applied; caught up, small batches commit synced at once.
 /// - ``watch`` is advanced after every commit: the query service in this process waits on it
 ///   for consistency tokens.
 /// - Given a ``ReadModelDirectory``, the runner writes to its live generation and follows a
@@ -36,7 +38,24 @@ public struct ProjectorLag: Sendable, Hashable, CustomStringConvertible {
 public final class ProjectorRunner: Sendable {
     public let projections: [any Projection]
     public let eventStore: EventStore
+    /// The most events per transaction when caught up (live batches are what is available,
+    /// up to this).
     public let batchSize: Int
+    /// The most events per transaction while far behind: batches grow from ``batchSize`` up
+    /// to this while reads come back full (``BatchPlanner``).
+    public let maxBatchSize: Int
+    /// Whether commits skip the fsync while far behind (``BatchPlanner/deferSync``).
+    public let deferSyncWhileBehind: Bool
+    /// Whether live batches skip the fsync at commit, flushed right after by a sync alongside
+    /// the writer (``BatchPlanner/deferLive``): the fsync leaves the commit → visible path.
+    /// Read when ``run()`` or ``catchUp()`` starts.
+    public var deferSyncWhenLive: Bool {
+        get { deferLiveSetting.load(ordering: .relaxed) }
+        set { deferLiveSetting.store(newValue, ordering: .relaxed) }
+    }
+    private let deferLiveSetting: Atomic<Bool>
+    /// Set while a sync alongside the writer runs (one at a time).
+    private let syncingAlongside = Atomic<Bool>(false)
     /// The applied position, advanced at each commit.
     public let watch: PositionWatch
     private let target: Target
@@ -49,22 +68,36 @@ public final class ProjectorRunner: Sendable {
     }
 
     /// A runner writing to `store`.
-    public convenience init(projections: [any Projection], eventStore: EventStore, store: LMDBReadModelStore, batchSize: Int = 1000, logger: Logger = Logger(label: "tote.projector")) throws {
-        try self.init(projections: projections, eventStore: eventStore, target: .store(store), batchSize: batchSize, logger: logger)
+    ///
+    /// - Parameters:
+    ///   - batchSize: the most events per write transaction once caught up.
+    ///   - maxBatchSize: the most while far behind (default `batchSize`: no growth).
+    ///   - deferSyncWhileBehind: commit full batches without fsync (synced every 16th, when
+    ///     caught up, and when stopped); a system crash may then lose those commits, which are
+    ///     read again from the log.
+    ///   - deferSyncWhenLive: commit live batches without fsync too, and flush them right after
+    ///     with a sync alongside the writer (a system crash may lose the last ~fsync-time of
+    ///     commits, read again from the log).
+    public convenience init(projections: [any Projection], eventStore: EventStore, store: LMDBReadModelStore, batchSize: Int = 1000, maxBatchSize: Int? = nil, deferSyncWhileBehind: Bool = true, deferSyncWhenLive: Bool = false, logger: Logger = Logger(label: "tote.projector")) throws {
+        try self.init(projections: projections, eventStore: eventStore, target: .store(store), batchSize: batchSize, maxBatchSize: maxBatchSize, deferSync: deferSyncWhileBehind, deferLive: deferSyncWhenLive, logger: logger)
     }
 
     /// A runner writing to the live generation of `directory`, following switches.
-    public convenience init(projections: [any Projection], eventStore: EventStore, directory: ReadModelDirectory, batchSize: Int = 1000, logger: Logger = Logger(label: "tote.projector")) throws {
-        try self.init(projections: projections, eventStore: eventStore, target: .directory(directory), batchSize: batchSize, logger: logger)
+    public convenience init(projections: [any Projection], eventStore: EventStore, directory: ReadModelDirectory, batchSize: Int = 1000, maxBatchSize: Int? = nil, deferSyncWhileBehind: Bool = true, deferSyncWhenLive: Bool = false, logger: Logger = Logger(label: "tote.projector")) throws {
+        try self.init(projections: projections, eventStore: eventStore, target: .directory(directory), batchSize: batchSize, maxBatchSize: maxBatchSize, deferSync: deferSyncWhileBehind, deferLive: deferSyncWhenLive, logger: logger)
     }
 
-    private init(projections: [any Projection], eventStore: EventStore, target: Target, batchSize: Int, logger: Logger) throws {
+    private init(projections: [any Projection], eventStore: EventStore, target: Target, batchSize: Int, maxBatchSize: Int?, deferSync: Bool, deferLive: Bool, logger: Logger) throws {
         precondition(batchSize > 0, "a batch holds at least one event")
+        precondition((maxBatchSize ?? batchSize) >= batchSize, "maxBatchSize is at least batchSize")
         precondition(Set(projections.map(\.name)).count == projections.count, "projection names must be unique")
         self.projections = projections
         self.eventStore = eventStore
         self.target = target
         self.batchSize = batchSize
+        self.maxBatchSize = maxBatchSize ?? batchSize
+        self.deferSyncWhileBehind = deferSync
+        self.deferLiveSetting = Atomic(deferLive)
         self.logger = logger
         let store: LMDBReadModelStore
         switch target {
@@ -87,6 +120,11 @@ public final class ProjectorRunner: Sendable {
         await watch.wait(until: token, timeout: timeout)
     }
 
+    /// A fresh planner with this runner's sizes.
+    private func makePlanner() -> BatchPlanner {
+        BatchPlanner(baseSize: batchSize, maxSize: maxBatchSize, deferSync: deferSyncWhileBehind, deferLive: deferSyncWhenLive)
+    }
+
     /// The store written now (the directory's live one when following a directory); when it
     /// changed since the last batch, the position restarts from the new store's cursors.
     private func currentStore(_ known: LMDBReadModelStore?) throws -> LMDBReadModelStore {
@@ -103,20 +141,64 @@ public final class ProjectorRunner: Sendable {
         return store
     }
 
+    /// The next batch being read from the log while the current one is applied.
+    private struct ReadAhead {
+        let after: LogPosition
+        let limit: Int
+        let task: Task<[RecordedEvent], any Error>
+    }
+
+    /// The events after `after`, up to `limit`: the read-ahead when it was made after that
+    /// position (else it is dropped: a switch or another runner moved the position), or a
+    /// fresh read. Returns the events and the limit they were read with.
+    private func read(after: LogPosition, limit: Int, ahead: inout ReadAhead?) async throws -> (events: [RecordedEvent], limit: Int) {
+        let pending = ahead
+        ahead = nil
+        if let pending, pending.after == after {
+            return (try await pending.task.value, pending.limit)
+        }
+        pending?.task.cancel()
+        return (try await eventStore.readAll(after: after, limit: limit), limit)
+    }
+
+    /// Starts reading the batch after `batch` when `batch` was full (more is waiting).
+    private func readAhead(after batch: [RecordedEvent], limit used: Int, next: Int) -> ReadAhead? {
+        guard batch.count >= used, let last = batch.last?.position else { return nil }
+        let eventStore = self.eventStore
+        return ReadAhead(after: last, limit: next, task: Task { try await eventStore.readAll(after: last, limit: next) })
+    }
+
     // MARK: Running
 
-    /// Applies batches until the task is cancelled (then returns normally).
+    /// Applies batches until the task is cancelled (then flushes deferred commits and returns
+    /// normally). Far behind, batches grow up to ``maxBatchSize`` and the next one is read
+    /// while this one is applied; caught up, each batch is what is available (up to
+    /// ``batchSize``), committed with a synced commit as soon as it is read.
     public func run() async throws {
         var store = try currentStore(nil)
         logger.info("projector starting", metadata: ["path": "\(store.path)", "position": "\(watch.position)", "projections": "\(projections.map(\.name))"])
+        var planner = makePlanner()
+        let deferSyncWhenLive = planner.deferLive
+        var ahead: ReadAhead?
+        defer { ahead?.task.cancel() }
         do {
             while true {
                 try Task.checkCancellation()
                 store = try currentStore(store)
-                let batch: [RecordedEvent]
                 let after = watch.position
+                var batch: [RecordedEvent]
+                var limit: Int
                 do {
-                    batch = try await nextBatch()
+                    (batch, limit) = try await read(after: after, limit: planner.limit, ahead: &ahead)
+                    if batch.isEmpty {
+                        // Caught up: make deferred commits durable before waiting (or, with
+                        // deferred live commits, alongside the writer while waiting).
+                        if planner.caughtUp() || store.unsyncedCommits > 0 {
+                            if deferSyncWhenLive { syncAlongside(store) } else { try await store.sync() }
+                        }
+                        batch = try await nextLiveBatch(after: after)
+                        limit = batchSize
+                    }
                 } catch let error as EventStoreError where error.code == .unavailable {
                     // The database is restarting: the cursor is safe in LMDB, try again shortly.
                     logger.warning("event store unavailable; retrying", metadata: ["error": "\(error)"])
@@ -125,83 +207,122 @@ public final class ProjectorRunner: Sendable {
                 }
                 let before = store
                 store = try currentStore(store)
-                if store !== before { continue }  // switched while waiting: read from the new cursors
-                try await apply(batch, to: store, after: after)
+                if store !== before {  // switched while waiting: read from the new cursors
+                    if before.unsyncedCommits > 0 { try await before.sync() }
+                    continue
+                }
+                let durability = planner.read(batch.count, limit: limit)
+                ahead = readAhead(after: batch, limit: limit, next: planner.limit)
+                try await apply(batch, to: store, after: after, durability: durability)
             }
         } catch is CancellationError {
+            try? await store.sync()
             logger.info("projector stopped", metadata: ["position": "\(watch.position)"])
         }
     }
 
-    /// Up to ``batchSize`` events after the position; when none is available, waits on the
-    /// subscription (woken by appends) for the next one and takes what follows it.
-    private func nextBatch() async throws -> [RecordedEvent] {
-        let batch = try await eventStore.readAll(after: watch.position, limit: batchSize)
-        if !batch.isEmpty { return batch }
-        var iterator = eventStore.subscribe(from: watch.position, batchSize: batchSize).makeAsyncIterator()
+    /// Starts a sync of `store` alongside the writer unless one is running.
+    private func syncAlongside(_ store: LMDBReadModelStore) {
+        guard syncingAlongside.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        Task { [self] in
+            // Until nothing is owed: commits made during a flush are flushed by the next round.
+            var failed = false
+            repeat {
+                do { try await store.syncAlongside() } catch {
+                    logger.warning("read-model sync failed", metadata: ["error": "\(error)"])
+                    failed = true
+                }
+            } while !failed && store.unsyncedCommits > 0
+            syncingAlongside.store(false, ordering: .releasing)
+            // A commit that came between the last check and the flag: flush it too.
+            if !failed, store.unsyncedCommits > 0 { syncAlongside(store) }
+        }
+    }
+
+    /// Waits on the subscription (woken by appends) for the next event after `after` and takes
+    /// what follows it, up to ``batchSize`` events.
+    private func nextLiveBatch(after: LogPosition) async throws -> [RecordedEvent] {
+        var iterator = eventStore.subscribe(from: after, batchSize: batchSize).makeAsyncIterator()
         guard let first = try await iterator.next() else { throw CancellationError() }
         guard batchSize > 1 else { return [first] }
         return [first] + (try await eventStore.readAll(after: first.position, limit: batchSize - 1))
     }
 
     /// Applies everything available now, batch by batch; returns the number of events read.
+    /// Deferred commits are flushed before it returns.
     ///
     /// While a batch is applied (on the writer thread), the next one is already being read from
-    /// the log: reading and applying overlap. The prefetched batch is used only if the position
-    /// is still the one it was read after (a switch or another runner may have moved it);
+    /// the log: reading and applying overlap. The read-ahead is used only if the position is
+    /// still the one it was read after (a switch or another runner may have moved it);
     /// otherwise it is dropped and read again.
     @discardableResult
     public func catchUp() async throws -> Int {
         var total = 0
-        let eventStore = self.eventStore, batchSize = self.batchSize
-        var prefetched: (after: LogPosition, task: Task<[RecordedEvent], any Error>)?
-        defer { prefetched?.task.cancel() }
+        var planner = makePlanner()
+        var ahead: ReadAhead?
+        defer { ahead?.task.cancel() }
+        var store = try currentStore(nil)
         while true {
-            let store = try currentStore(nil)
+            let next = try currentStore(store)
+            if next !== store, store.unsyncedCommits > 0 { try await store.sync() }
+            store = next
             let after = watch.position
-            let batch: [RecordedEvent]
-            if let p = prefetched, p.after == after {
-                batch = try await p.task.value
-            } else {
-                prefetched?.task.cancel()
-                batch = try await eventStore.readAll(after: after, limit: batchSize)
+            let (batch, limit) = try await read(after: after, limit: planner.limit, ahead: &ahead)
+            guard !batch.isEmpty else {
+                if planner.caughtUp() || store.unsyncedCommits > 0 { try await store.sync() }
+                return total
             }
-            prefetched = nil
-            guard let last = batch.last?.position else { return total }
-            if batch.count == batchSize {
-                prefetched = (last, Task { try await eventStore.readAll(after: last, limit: batchSize) })
+            let durability = planner.read(batch.count, limit: limit)
+            ahead = readAhead(after: batch, limit: limit, next: planner.limit)
+            do {
+                try await apply(batch, to: store, after: after, durability: durability)
+            } catch {
+                // What committed before the failure stays; make it durable as a stop would.
+                if store.unsyncedCommits > 0 { try? await store.sync() }
+                throw error
             }
-            try await apply(batch, to: store, after: after)
             total += batch.count
         }
     }
 
     /// One batch, one write transaction: each projection applies the events after its own
-    /// cursor, then the cursors move to the batch's last position.
+    /// cursor, then the cursors move to the batch's last position. A batch too big for one
+    /// LMDB transaction (`MDB_TXN_FULL`) is applied in two halves.
     ///
-    /// - Parameter after: the position the batch was read after, when known; a projection whose
-    ///   cursor is behind it would miss events, so the batch is refused (nothing written).
-    public func apply(_ batch: [RecordedEvent], to store: LMDBReadModelStore, after: LogPosition? = nil) async throws {
+    /// - Parameters:
+    ///   - after: the position the batch was read after, when known; a projection whose cursor
+    ///     is behind it would miss events, so the batch is refused (nothing written).
+    ///   - durability: whether the commit waits for the disk.
+    public func apply(_ batch: [RecordedEvent], to store: LMDBReadModelStore, after: LogPosition? = nil, durability: Writer.Durability = .synced) async throws {
         guard let last = batch.last?.position else { return }
         let projections = self.projections
         let path = store.path
-        try await store.write { writer in
-            for projection in projections {
-                let cursor = try writer.cursor(projection.name) ?? .start
-                if let after, cursor < after {
-                    throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
+        do {
+            try await store.write(durability: durability) { writer in
+                for projection in projections {
+                    let cursor = try writer.cursor(projection.name) ?? .start
+                    if let after, cursor < after {
+                        throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
+                    }
+                    try writer.recordLayout(of: projection)
+                    guard last > cursor else { continue }
+                    let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
+                    try projection.apply(batch: batch[first...], to: &writer)
+                    try writer.setCursor(projection.name, last)
                 }
-                try writer.recordLayout(of: projection)
-                guard last > cursor else { continue }
-                let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
-                try projection.apply(batch: batch[first...], to: &writer)
-                try writer.setCursor(projection.name, last)
             }
+        } catch let error as LMDBError {
+            guard error.code == .transactionFull, batch.count > 1 else { throw error }
+            let half = batch.count / 2
+            logger.notice("batch too big for one LMDB transaction; applying it in halves", metadata: ["events": "\(batch.count)"])
+            try await apply(Array(batch[..<half]), to: store, after: after, durability: durability)
+            try await apply(Array(batch[half...]), to: store, after: batch[half - 1].position, durability: durability)
+            return
         }
         // Another runner may have been further: report what the store holds.
         watch.advance(to: max(last, try store.position))
         lastBatch.withLock { $0 = (batch.count, ContinuousClock.now) }
-        logger.trace("batch applied", metadata: ["events": "\(batch.count)", "position": "\(last)"])
+        logger.trace("batch applied", metadata: ["events": "\(batch.count)", "position": "\(last)", "durability": "\(durability)"])
     }
 
     // MARK: Lag
@@ -230,10 +351,10 @@ public final class ProjectorRunner: Sendable {
     /// - Parameter configuration: for the fresh environment (e.g. `noSync`, synced before the
     ///   switch); by default the directory's.
     @discardableResult
-    public static func rebuild(projections: [any Projection], eventStore: EventStore, directory: ReadModelDirectory, batchSize: Int = 1000, configuration: Environment.Configuration? = nil, logger: Logger = Logger(label: "tote.projector.rebuild")) async throws -> String {
+    public static func rebuild(projections: [any Projection], eventStore: EventStore, directory: ReadModelDirectory, batchSize: Int = 1000, maxBatchSize: Int? = nil, configuration: Environment.Configuration? = nil, logger: Logger = Logger(label: "tote.projector.rebuild")) async throws -> String {
         let (name, fresh) = try directory.makeGeneration(configuration: configuration)
         logger.info("rebuild starting", metadata: ["generation": "\(name)"])
-        let runner = try ProjectorRunner(projections: projections, eventStore: eventStore, store: fresh, batchSize: batchSize, logger: logger)
+        let runner = try ProjectorRunner(projections: projections, eventStore: eventStore, store: fresh, batchSize: batchSize, maxBatchSize: maxBatchSize, logger: logger)
         while true {
             try Task.checkCancellation()
             try await runner.catchUp()

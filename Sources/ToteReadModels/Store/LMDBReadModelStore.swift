@@ -36,7 +36,13 @@ public final class LMDBReadModelStore: ReadModelSource {
 
     /// Opens (or creates) the environment in folder `path` for databases `databases` and the
     /// cursors of `projections`.
+    ///
+    /// A writable store commits with one fsync instead of two (`noMetaSync`): a system crash
+    /// may undo the last commit, whose events the projector then reads again (the cursors
+    /// commit with the data), and integrity holds.
     public init(path: String, databases: [String], projections: [String], configuration: Environment.Configuration = .init()) throws {
+        var configuration = configuration
+        if !configuration.readOnly { configuration.noMetaSync = true }
         environment = try Environment(path: path, configuration: configuration)
         projectionNames = projections
         databaseNames = Set(databases + [Self.cursorsDatabase, Self.layoutsDatabase])
@@ -192,17 +198,36 @@ public final class LMDBReadModelStore: ReadModelSource {
 
     /// Runs `body` in one write transaction on the writer thread: committed when it returns,
     /// aborted (nothing visible) when it throws, rerun from scratch if the map had to grow.
-    public func write<R: Sendable>(_ body: @escaping @Sendable (inout LMDBReadModelWriter) throws -> R) async throws -> R {
+    /// With `durability` `.deferred` the commit does not wait for the disk (see
+    /// ``LMDB/Writer/Durability``; ``sync()`` or the next synced commit flushes it).
+    public func write<R: Sendable>(durability: Writer.Durability = .synced, _ body: @escaping @Sendable (inout LMDBReadModelWriter) throws -> R) async throws -> R {
         guard let writer else { throw Failure(description: "the read-model store at \(path) is open read-only") }
         let handles = try databaseHandles()
         let path = self.path
-        return try await writer.write { txn in
+        return try await writer.write(durability: durability) { txn in
             try withUnsafePointer(to: txn) { pointer in
                 var writer = LMDBReadModelWriter(transaction: pointer, handles: handles, path: path)
-                return try body(&writer)
+                let result = try body(&writer)
+                try writer.flush()
+                return result
             }
         }
     }
+
+    /// Flushes every commit so far to disk, on the writer thread (after deferred commits).
+    public func sync() async throws {
+        guard let writer else { return }
+        try await writer.sync()
+    }
+
+    /// Flushes every commit so far to disk on a thread of its own, without holding up the writer.
+    public func syncAlongside() async throws {
+        guard let writer else { return }
+        try await writer.syncAlongside()
+    }
+
+    /// Deferred commits not yet on disk (0 when read-only).
+    public var unsyncedCommits: Int { writer?.unsyncedCommits ?? 0 }
 
     /// Stops the writer after the queued writes (the environment closes when released).
     public func shutdown() async {
@@ -252,12 +277,45 @@ struct LMDBReadModelReader: ReadModelReader {
     }
 }
 
+/// The changes of one write transaction not yet handed to LMDB: the last value put under each
+/// key (nil = deleted), by database. A key put many times in a batch (a counter, a top list, a
+/// record changed by several events) reaches LMDB once, when the batch ends; reads see these
+/// changes first. Used only on the writer thread, inside one transaction.
+final class WriteOverlay {
+    /// database → key → the value to store (nil: delete).
+    var databases: [String: [[UInt8]: [UInt8]?]] = [:]
+    /// Entries over all databases.
+    var count = 0
+    /// Scans running now: the overlay is not written out past its limit inside one (a scan's
+    /// database must not change under its cursor).
+    var scanning = 0
+    /// Past this many entries the overlay is written out (bounds memory in huge batches).
+    static let limit = 200_000
+
+    /// The pending change of `key`: `.some(nil)` when deleted, nil when there is none.
+    @inline(__always)
+    func lookup(_ database: String, _ key: [UInt8]) -> [UInt8]?? {
+        guard count > 0, let entries = databases[database] else { return nil }
+        return entries[key]
+    }
+
+    func set(_ database: String, _ key: [UInt8], _ value: [UInt8]?) {
+        let old = databases[database, default: [:]].updateValue(value, forKey: key)
+        if old == nil { count += 1 }
+    }
+}
+
 /// One write transaction of an ``LMDBReadModelStore``, lent to a `write` closure: the
 /// projections' changes and the cursors of the batch, committed together.
+///
+/// Puts and deletes are kept in a ``WriteOverlay`` and written to LMDB once per key: when the
+/// batch ends, before a scan of their database (so scans see them in key order), or when the
+/// overlay grows past its limit. The stored bytes are the same as with immediate writes.
 public struct LMDBReadModelWriter: ReadModelWriter {
     let transaction: UnsafePointer<WriteTransaction>
     let handles: [String: Database]
     let path: String
+    let overlay = WriteOverlay()
 
     private func handle(_ database: String) throws -> Database {
         guard let handle = handles[database] else {
@@ -267,23 +325,57 @@ public struct LMDBReadModelWriter: ReadModelWriter {
     }
 
     public func get(_ database: String, _ key: [UInt8]) throws -> [UInt8]? {
-        try transaction.pointee.get(try handle(database), key)
+        if let pending = overlay.lookup(database, key) { return pending }
+        return try transaction.pointee.get(try handle(database), key)
     }
 
     public func withValue<R>(_ database: String, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
-        try transaction.pointee.withValue(try handle(database), key, body)
+        if let pending = overlay.lookup(database, key) {
+            guard let value = pending else { return nil }
+            return try value.withUnsafeBytes(body)
+        }
+        return try transaction.pointee.withValue(try handle(database), key, body)
     }
 
     public func scan(_ database: String, prefix: [UInt8], from start: [UInt8]?, reverse: Bool, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        try flush(database)
+        overlay.scanning += 1
+        defer { overlay.scanning -= 1 }
         try transaction.pointee.scan(try handle(database), prefix: prefix, from: start, reverse: reverse, body)
     }
 
     public mutating func put(_ database: String, _ key: [UInt8], _ value: [UInt8]) throws {
-        try transaction.pointee.put(try handle(database), key, value)
+        let handle = try handle(database)
+        // A key LMDB refuses fails now, with LMDB's error, not at the end of the batch.
+        guard !key.isEmpty, key.count <= 511 else { return try transaction.pointee.put(handle, key, value) }
+        overlay.set(database, key, value)
+        if overlay.count > WriteOverlay.limit, overlay.scanning == 0 { try flush() }
     }
 
     public mutating func delete(_ database: String, _ key: [UInt8]) throws {
-        try transaction.pointee.delete(try handle(database), key)
+        let handle = try handle(database)
+        guard !key.isEmpty, key.count <= 511 else {
+            try transaction.pointee.delete(handle, key)
+            return
+        }
+        overlay.set(database, key, nil)
+        if overlay.count > WriteOverlay.limit, overlay.scanning == 0 { try flush() }
+    }
+
+    /// Writes the pending changes of `database` to LMDB.
+    func flush(_ database: String) throws {
+        guard overlay.count > 0, let entries = overlay.databases.removeValue(forKey: database) else { return }
+        overlay.count -= entries.count
+        let handle = try handle(database)
+        let txn = transaction
+        for (key, value) in entries {
+            if let value { try txn.pointee.put(handle, key, value) } else { _ = try txn.pointee.delete(handle, key) }
+        }
+    }
+
+    /// Writes every pending change to LMDB (the store does so when the batch's closure returns).
+    func flush() throws {
+        for database in overlay.databases.keys.sorted() { try flush(database) }
     }
 
     /// The cursor of projection `name` as of this transaction, nil when it never ran.

@@ -40,6 +40,12 @@ enum ReadSideBench {
         var liveRate = 200
         var liveSeconds = 10.0
         var batchSize = 1000
+        /// The most events per transaction while catching up (batches grow to it); 0 = batchSize.
+        var maxBatchSize = 16_384
+        /// Catch-up commits synced like live ones (no deferred fsync).
+        var syncedCatchUp = false
+        /// Live batches commit without fsync, flushed alongside the writer.
+        var deferLive = false
         var redisPort: Int?
         var redisBenchmark = "redis-benchmark"
         var seed: UInt64 = 2026
@@ -47,7 +53,7 @@ enum ReadSideBench {
         var facetsOnly = false
     }
 
-    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only]"
+    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--max-batch-size N] [--synced-catch-up] [--defer-live] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only]"
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
@@ -65,6 +71,9 @@ enum ReadSideBench {
                 case "--live-rate": options.liveRate = try arguments.count()
                 case "--live-seconds": options.liveSeconds = try arguments.seconds()
                 case "--batch-size": options.batchSize = try arguments.count()
+                case "--max-batch-size": options.maxBatchSize = try arguments.count()
+                case "--synced-catch-up": options.syncedCatchUp = true
+                case "--defer-live": options.deferLive = true
                 case "--redis-port": options.redisPort = try arguments.count()
                 case "--redis-benchmark": options.redisBenchmark = try arguments.value()
                 case "--catch-up-only": options.catchUpOnly = true
@@ -115,37 +124,48 @@ enum ReadSideBench {
         guard held.allSatisfy({ $0.type == "OrderPlaced" }) else { throw BenchError("the generator's last \(liveOrders) events are not all OrderPlaced") }
         events.removeLast(liveOrders)
         let appendStart = monotonicNanoseconds()
-        let end = try await appendInLogOrder(events, to: store)
+        let end = try await store.appendInLogOrder(events)
         let appendSeconds = Double(monotonicNanoseconds() - appendStart) / 1e9
         print("log: \(events.count) events generated in \(formatFixed(Double(generated) / 1e9, 2)) s (CatalogGenerator, \(options.products) products), appended in \(formatFixed(appendSeconds, 1)) s; end \(end)")
         let orderIDs = events.filter { $0.type == "OrderPlaced" }.map { String($0.stream.dropFirst("order-".count)) }
 
-        // 2. Catch-up from position zero into a fresh LMDB environment (synced commits, as in production).
+        // 2. Catch-up from position zero into a fresh LMDB environment, as the projector does when
+        // far behind: batches growing from --batch-size to --max-batch-size, commits without
+        // fsync but every 16th and the last (unless --synced-catch-up), reads ahead.
         let readSide = try ReadSide(folder: folder, eventStore: store, batchSize: options.batchSize)
         guard let projector = readSide.projector else { throw BenchError("no projector") }
+        let maxBatch = max(options.batchSize, options.maxBatchSize)
+        let catchUpRunner = try ProjectorRunner(projections: ReadSide.projections, eventStore: store, directory: readSide.directory, batchSize: options.batchSize, maxBatchSize: maxBatch, deferSyncWhileBehind: !options.syncedCatchUp)
         let catchUpStart = monotonicNanoseconds()
-        let applied = try await projector.catchUp()
+        let catchUpCPU = processCPUSeconds()
+        let applied = try await catchUpRunner.catchUp()
         let catchUpSeconds = Double(monotonicNanoseconds() - catchUpStart) / 1e9
+        let catchUpCPUSeconds = processCPUSeconds() - catchUpCPU
         let catchUpRate = Double(applied) / catchUpSeconds
-        print("catch-up: \(applied) events in \(formatFixed(catchUpSeconds, 2)) s = \(formatFixed(catchUpRate, 0)) events/s (batches of \(options.batchSize)); position \(projector.position)")
+        // The live phase's projector continues from there.
+        projector.watch.advance(to: catchUpRunner.position)
+        projector.deferSyncWhenLive = options.deferLive
+        print("catch-up: \(applied) events in \(formatFixed(catchUpSeconds, 2)) s = \(formatFixed(catchUpRate, 0)) events/s (batches \(options.batchSize)…\(maxBatch), \(options.syncedCatchUp ? "synced" : "deferred") commits; process CPU \(formatFixed(catchUpCPUSeconds, 1)) s = \(formatFixed(catchUpCPUSeconds * 1e6 / Double(max(applied, 1)), 2)) µs/event); position \(catchUpRunner.position); loadavg(1m) \(formatFixed(loadAverage(), 2))")
         let environment = try readSide.directory.current.environment
         let info = try environment.info()
         print("LMDB: \(info.lastPage * info.pageSize / 1_048_576) MiB used")
         if options.catchUpOnly {
-            var rows = ["| all three projections | \(applied) | \(formatFixed(catchUpSeconds, 2)) s | \(formatFixed(catchUpRate, 0)) events/s |"]
+            var rows = ["| all \(ReadSide.projections.count) projections | \(applied) | \(formatFixed(catchUpSeconds, 2)) s | \(formatFixed(catchUpRate, 0)) events/s | \(formatFixed(catchUpCPUSeconds * 1e6 / Double(max(applied, 1)), 2)) µs | \(formatFixed(loadAverage(), 2)) |"]
             for projection in ReadSide.projections {
-                let (seconds, count) = try await catchUpAlone(projection, eventStore: store, folder: folder + "-" + projection.name, batchSize: options.batchSize)
-                print("catch-up, \(projection.name) alone: \(count) events in \(formatFixed(seconds, 2)) s = \(formatFixed(Double(count) / seconds, 0)) events/s; loadavg(1m) \(formatFixed(loadAverage(), 2))")
-                rows.append("| \(projection.name) alone | \(count) | \(formatFixed(seconds, 2)) s | \(formatFixed(Double(count) / seconds, 0)) events/s |")
+                let cpu = processCPUSeconds()
+                let (seconds, count) = try await catchUpAlone(projection, eventStore: store, folder: folder + "-" + projection.name, batchSize: options.batchSize, maxBatchSize: maxBatch, deferSync: !options.syncedCatchUp)
+                let perEvent = (processCPUSeconds() - cpu) * 1e6 / Double(max(count, 1))
+                print("catch-up, \(projection.name) alone: \(count) events in \(formatFixed(seconds, 2)) s = \(formatFixed(Double(count) / seconds, 0)) events/s, process CPU \(formatFixed(perEvent, 2)) µs/event; loadavg(1m) \(formatFixed(loadAverage(), 2))")
+                rows.append("| \(projection.name) alone | \(count) | \(formatFixed(seconds, 2)) s | \(formatFixed(Double(count) / seconds, 0)) events/s | \(formatFixed(perEvent, 2)) µs | \(formatFixed(loadAverage(), 2)) |")
             }
             await store.shutdown()
             try await pool.shutdown()
             print("""
 
-                ## Catch-up (loadavg(1m) at end: \(formatFixed(loadAverage(), 2)); batches of \(options.batchSize), synced commits)
+                ## Catch-up (loadavg(1m) at end: \(formatFixed(loadAverage(), 2)); batches \(options.batchSize)…\(maxBatch), \(options.syncedCatchUp ? "synced" : "deferred") commits)
 
-                | projections | events | time | rate |
-                |---|--:|--:|--:|
+                | projections | events | time | rate | process CPU per event | loadavg(1m) |
+                |---|--:|--:|--:|--:|--:|
                 \(rows.joined(separator: "\n"))
                 """)
             return
@@ -185,17 +205,18 @@ enum ReadSideBench {
             |---|--:|--:|--:|---|
             \(points.map(\.row).joined(separator: "\n"))
             \(facets.row)
-            | projection catch-up from zero (\(applied) events, batches of \(options.batchSize)) | \(formatFixed(catchUpRate, 0)) events/s | — | \(formatFixed(catchUpRate / 200_000, 2))× of target | ≥ 200,000 events/s: \(catchUpRate >= 200_000 ? "met" : "missed") |
+            | projection catch-up from zero (\(applied) events, batches \(options.batchSize)…\(maxBatch)) | \(formatFixed(catchUpRate, 0)) events/s | — | \(formatFixed(catchUpRate / 200_000, 2))× of target | ≥ 200,000 events/s: \(catchUpRate >= 200_000 ? "met" : "missed") |
             \(live?.row ?? "| live lag | skipped (--facets-only) | | | |")
             """)
     }
 
-    /// Catch-up of one projection alone from zero into a fresh environment (synced commits):
-    /// seconds and events read.
-    static func catchUpAlone(_ projection: any Projection, eventStore: EventStore, folder: String, batchSize: Int) async throws -> (Double, Int) {
+    /// Catch-up of one projection alone from zero into a fresh environment (as the full
+    /// catch-up: growing batches, deferred commits unless `deferSync` is off): seconds and
+    /// events read.
+    static func catchUpAlone(_ projection: any Projection, eventStore: EventStore, folder: String, batchSize: Int, maxBatchSize: Int, deferSync: Bool) async throws -> (Double, Int) {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let models = try LMDBReadModelStore(path: folder, projections: [projection])
-        let runner = try ProjectorRunner(projections: [projection], eventStore: eventStore, store: models, batchSize: batchSize)
+        let runner = try ProjectorRunner(projections: [projection], eventStore: eventStore, store: models, batchSize: batchSize, maxBatchSize: maxBatchSize, deferSyncWhileBehind: deferSync)
         let start = monotonicNanoseconds()
         let count = try await runner.catchUp()
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
@@ -204,31 +225,13 @@ enum ReadSideBench {
         return (seconds, count)
     }
 
-    /// Appends in log order: runs of consecutive events in one transaction of up to 1000 events,
-    /// cut where a stream would come back after another.
-    static func appendInLogOrder(_ events: [GeneratedEvent], to store: EventStore) async throws -> LogPosition {
-        var end = LogPosition.start
-        var chunk: [StreamAppend] = []
-        var streams = Set<String>()
-        var count = 0
-        for event in events {
-            if chunk.last?.stream == event.stream {
-                chunk[chunk.count - 1].events.append(event.newEvent)
-            } else {
-                if streams.contains(event.stream) || count >= 1000 {
-                    end = try await store.append(chunk).position
-                    chunk = []
-                    streams = []
-                    count = 0
-                }
-                chunk.append(StreamAppend(stream: event.stream, expectedVersion: .any, events: [event.newEvent]))
-                streams.insert(event.stream)
-            }
-            count += 1
-        }
-        if !chunk.isEmpty { end = try await store.append(chunk).position }
-        return end
-    }
+}
+
+/// CPU seconds (user + system) this process has used so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 /// Milliseconds at a percentile of a histogram of nanoseconds, 3 decimals.
