@@ -46,6 +46,8 @@ public struct ReadSide: Sendable {
             wait = { token, timeout in _ = await watch.wait(until: token, timeout: timeout) }
         }
         var catalog = CatalogQueryHandlers(searchCatalog: search)
+        // The page's product summaries are copied from the stored bytes, not decoded and re-encoded.
+        catalog.searchCatalogEncoded = { reader, request in try CatalogQuery.searchEncoded(reader, request: request) }
         // The common answer is a slice of one stored value, sent without decoding.
         catalog.autocompleteEncoded = { reader, request in try Autocomplete.suggestEncoded(reader, request: request) }
         return QueryService(source: directory, catalog: catalog, waitForAdvance: wait)

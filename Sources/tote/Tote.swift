@@ -612,10 +612,14 @@ struct Query: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics (requests by method and status, latencies) and probes (/metrics, /health, /ready) over HTTP on HOST:PORT.")
     var metricsListen: HostAndPort?
 
+    @Option(help: "Event-loop threads of the query server (default: one per core, shared with the process). Point reads are answered on them.")
+    var eventLoopThreads: Int?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
         logging.bootstrap()
+        if let eventLoopThreads, eventLoopThreads < 1 { throw ValidationError("--event-loop-threads must be at least 1") }
         let text = try apiKeysFile.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ProcessInfo.processInfo.environment["TOTE_API_KEYS"]
         guard let text else { throw ValidationError("no API keys: pass --api-keys-file or set TOTE_API_KEYS") }
         let keyring = try APIKeyring(parsing: text)
@@ -626,7 +630,10 @@ struct Query: AsyncParsableCommand {
         let health = HealthService(serverVersion: "tote \(Tote.version)", services: [APIServices.query.name])
         health.register(into: &router)
         let logger = Logger(label: "tote.query")
-        let server = RPCServer(configuration: .init(host: listen.host, port: listen.port), router: router, keyring: keyring, logger: logger)
+        let server = RPCServer(
+            configuration: .init(host: listen.host, port: listen.port, eventLoopThreads: eventLoopThreads ?? RPCServer.Configuration.pointReadEventLoopThreads),
+            router: router, keyring: keyring, logger: logger
+        )
         let address = try await server.start()
         FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? listen.host):\(address.port ?? listen.port)\n".utf8))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)]

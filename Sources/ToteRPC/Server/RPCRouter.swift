@@ -16,6 +16,11 @@ public struct RPCRouter: Sendable {
         case bidirectional(@Sendable (RawMessageSource, RawMessageSink, ServerContext) async throws -> Void)
     }
 
+    /// A unary point read's synchronous attempt (see `register(_:encodedUnary:immediately:)`):
+    /// the response with framing room, or nil when it must wait and the route's `.unary`
+    /// handler answers instead.
+    typealias ImmediateHandler = @Sendable (ByteBuffer, ServerContext) throws -> ByteBuffer?
+
     struct Route: Sendable {
         let service: ServiceDescriptor
         let kind: CallKind
@@ -23,6 +28,8 @@ public struct RPCRouter: Sendable {
         let handler: Handler
         /// A unary handler that starts on the event loop (see `register(_:inline:unary:)`).
         let inline: Bool
+        /// Tried first, on the event loop with no task; `handler` runs only when it returns nil.
+        var immediate: ImmediateHandler? = nil
     }
 
     private(set) var routes: [String: Route] = [:]
@@ -34,9 +41,11 @@ public struct RPCRouter: Sendable {
 
     func route(for method: String) -> Route? { routes[method] }
 
-    private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler, inline: Bool = false) {
+    private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler, inline: Bool = false,
+                                         immediate: ImmediateHandler? = nil) {
         precondition(routes[method.fullName] == nil, "method \(method.fullName) registered twice")
-        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler, inline: inline)
+        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler, inline: inline,
+                                        immediate: immediate)
     }
 
     /// Registers a unary method: one request, one response.
@@ -61,16 +70,41 @@ public struct RPCRouter: Sendable {
     /// Registers a unary method whose handler answers with the response message already
     /// encoded (for example a read model's stored bytes), sent verbatim: nothing is decoded or
     /// re-encoded on the way. The bytes must be a valid `Resp`; clients decode them as such.
-    /// Such a handler is a point read and starts on the event loop (`inline`, see
-    /// ``register(_:inline:unary:)``).
+    /// By default such a handler is a point read and starts on the event loop (`inline`, see
+    /// ``register(_:inline:unary:)``); pass `inline: false` for one that computes its answer
+    /// (e.g. a facet query), which then runs on the cooperative pool.
     public mutating func register<Req, Resp>(
         _ method: MethodDescriptor<Req, Resp>,
+        inline: Bool = true,
         encodedUnary handler: @escaping @Sendable (Req, ServerContext) async throws -> [UInt8]
     ) {
         precondition(method.kind == .unary, "\(method.fullName) is not unary")
         add(method, .unary { bytes, context in
             ProtobufByteBuffer.framable(copying: try await handler(decode(Req.self, bytes), context))
-        }, inline: true)
+        }, inline: inline)
+    }
+
+    /// Registers a point read answered with stored response bytes (as
+    /// ``register(_:encodedUnary:)``) that usually needs no waiting: `immediately` runs on the
+    /// connection's event loop as soon as the request is in, with no task, no closure and no
+    /// thread hop, and its bytes are written in the same tick. When it returns nil (it would
+    /// have to wait, e.g. for a consistency token the read model has not reached), `handler`
+    /// answers instead (decoding the request again), in a task started on the event loop as
+    /// with `encodedUnary`.
+    ///
+    /// `immediately` must not block or take long: it holds the event loop and every connection
+    /// on it. What either throws becomes the call's status as usual.
+    public mutating func register<Req, Resp>(
+        _ method: MethodDescriptor<Req, Resp>,
+        encodedUnary handler: @escaping @Sendable (Req, ServerContext) async throws -> [UInt8],
+        immediately: @escaping @Sendable (Req, ServerContext) throws -> [UInt8]?
+    ) {
+        precondition(method.kind == .unary, "\(method.fullName) is not unary")
+        add(method, .unary { bytes, context in
+            ProtobufByteBuffer.framable(copying: try await handler(decode(Req.self, bytes), context))
+        }, inline: true, immediate: { bytes, context in
+            try immediately(decode(Req.self, bytes), context).map(ProtobufByteBuffer.framable(copying:))
+        })
     }
 
     /// Registers a server-streaming method: one request, a stream of responses.

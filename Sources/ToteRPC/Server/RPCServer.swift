@@ -30,6 +30,16 @@ public final class RPCServer: Service, Sendable {
         /// Unconsumed request bytes per connection; a message beyond it fails its call with
         /// RESOURCE_EXHAUSTED (streaming calls whose handlers fall behind).
         public var maxBufferedInboundBytes: Int
+        /// When set, the server runs its connections on an event-loop group of its own with this
+        /// many threads (shut down when ``RPCServer/run()`` returns) instead of the `group` it was given. Point
+        /// reads answered on the event loop scale with it only while cores are free: on a small
+        /// host a load generator or the projector competes for the same cores (see
+        /// ``pointReadEventLoopThreads``).
+        public var eventLoopThreads: Int?
+
+        /// The event-loop threads chosen for a server of point reads (`tote query`, the
+        /// benchmark's query server), by measurement on 2 cores: see ``eventLoopThreads``.
+        public static let pointReadEventLoopThreads: Int? = nil
 
         public init(
             host: String = "127.0.0.1",
@@ -40,7 +50,8 @@ public final class RPCServer: Service, Sendable {
             keepaliveInterval: TimeAmount = .seconds(30),
             keepaliveTimeout: TimeAmount = .seconds(10),
             drainTimeout: TimeAmount = .seconds(30),
-            maxBufferedInboundBytes: Int = 64 * 1024 * 1024
+            maxBufferedInboundBytes: Int = 64 * 1024 * 1024,
+            eventLoopThreads: Int? = nil
         ) {
             self.host = host
             self.port = port
@@ -51,6 +62,7 @@ public final class RPCServer: Service, Sendable {
             self.keepaliveTimeout = keepaliveTimeout
             self.drainTimeout = drainTimeout
             self.maxBufferedInboundBytes = maxBufferedInboundBytes
+            self.eventLoopThreads = eventLoopThreads
         }
     }
 
@@ -64,6 +76,8 @@ public final class RPCServer: Service, Sendable {
     private let router: RPCRouter
     private let keyring: APIKeyring
     private let group: any EventLoopGroup
+    /// The group made for ``Configuration/eventLoopThreads``, shut down at the end of ``run()``.
+    private let ownedGroup: Mutex<MultiThreadedEventLoopGroup?>
     private let logger: Logger
     private let state = Mutex(State())
     private let ready = Mutex<[CheckedContinuation<SocketAddress, any Error>]>([])
@@ -78,7 +92,15 @@ public final class RPCServer: Service, Sendable {
         self.configuration = configuration
         self.router = router
         self.keyring = keyring
-        self.group = group
+        if let threads = configuration.eventLoopThreads {
+            precondition(threads > 0, "eventLoopThreads must be positive")
+            let owned = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+            self.group = owned
+            self.ownedGroup = Mutex(owned)
+        } else {
+            self.group = group
+            self.ownedGroup = Mutex(nil)
+        }
         self.logger = logger
     }
 
@@ -162,6 +184,18 @@ public final class RPCServer: Service, Sendable {
             Task { await self.shutdownGracefully() }
         }
         await waitForConnectionsToClose()
+        // Every channel is closed: nothing of this server runs on its own loops any more. (Not
+        // in `shutdownGracefully()`, which may run concurrently with this and after which
+        // waiting on a channel's future needs its loop.) Without `run()` the group lives on.
+        if let owned = ownedGroup.withLock({ group in defer { group = nil }; return group }) {
+            try? await owned.shutdownGracefully()
+        }
+    }
+
+    /// Whether the group made for ``Configuration/eventLoopThreads`` has been shut down (by
+    /// the end of ``run()``).
+    var ownedGroupIsShutDown: Bool {
+        configuration.eventLoopThreads != nil && ownedGroup.withLock { $0 == nil }
     }
 
     /// Stops accepting, sends GOAWAY on every connection, lets in-flight calls finish (up to

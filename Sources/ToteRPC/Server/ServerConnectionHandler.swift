@@ -8,7 +8,8 @@ struct DrainConnectionEvent: Sendable {}
 
 /// Serves one client connection. It feeds bytes to ``ServerConnectionStateMachine`` and performs
 /// the actions it returns; each call runs its handler in its own task, whose results hop back to
-/// this handler's event loop. Everything here runs on that one event loop.
+/// this handler's event loop, except point reads registered with an `immediately` answer, which
+/// answer right here when they need not wait. Everything here runs on that one event loop.
 final class ServerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -304,6 +305,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func startSingleRequestCall(_ id: StreamID, _ call: Call, _ request: ByteBuffer) {
         let serverContext = call.serverContext
+        if let immediate = call.route.immediate {
+            // A point read: answered here, in this tick, unless it has to wait.
+            let response: ByteBuffer?
+            do {
+                response = try immediate(request, serverContext)
+            } catch {
+                return finishCall(id, .failure(mapHandlerError(error, serverContext)))
+            }
+            if let response { return finishCall(id, .success(response)) }
+        }
         switch call.route.handler {
         case .unary(let handler):
             call.task = call.route.inline

@@ -13,6 +13,10 @@ public struct CatalogQueryHandlers: Sendable {
     public typealias Handler<Request, Response> = @Sendable (any ReadModelReader, Request) throws -> Response
 
     public var searchCatalog: Handler<Tote_V1_SearchCatalogRequest, Tote_V1_SearchCatalogResponse>?
+    /// SearchCatalog answering the encoded `tote.v1.SearchCatalogResponse`, sent as is (e.g.
+    /// `CatalogQuery.searchEncoded`, which copies the stored product summaries instead of
+    /// decoding and re-encoding them); when set it serves the method instead of ``searchCatalog``.
+    public var searchCatalogEncoded: Handler<Tote_V1_SearchCatalogRequest, [UInt8]>? = nil
     public var autocomplete: Handler<Tote_V1_AutocompleteRequest, Tote_V1_AutocompleteResponse>?
     /// Autocomplete answering the encoded `tote.v1.AutocompleteResponse`, sent as is (e.g.
     /// `Autocomplete.suggestEncoded`, whose common answer is a slice of one stored value); when
@@ -95,30 +99,32 @@ public struct QueryService: RPCService, Sendable {
 
     /// Registers the methods. GetOrderView, GetProduct, GetCategoryTree and (with an encoded
     /// handler) Autocomplete answer with a read model's stored response bytes, sent verbatim
-    /// (`RPCRouter.register(_:encodedUnary:)`): the stored message is never decoded or re-encoded.
+    /// (`RPCRouter.register(_:encodedUnary:immediately:)`): the stored message is never decoded
+    /// or re-encoded, and a call without a consistency token is answered on the event loop that
+    /// read it, with no task (``immediateQuery(_:_:)``).
     public func register(into router: inout RPCRouter) {
-        router.register(QueryAPI.getOrderView, encodedUnary: { request, context in
-            let bytes = try await query(context) { reader in try OrderQueries.orderView(reader, orderID: request.orderID) }
-            guard let bytes else {
+        let orderView: @Sendable (Tote_V1_GetOrderViewRequest, any ReadModelReader) throws -> [UInt8] = { request, reader in
+            guard let bytes = try OrderQueries.orderView(reader, orderID: request.orderID) else {
                 throw RPCError(.notFound, "order \(request.orderID) does not exist", details: [Self.resourceInfo("order", request.orderID)])
             }
             return bytes
-        })
-        router.register(QueryAPI.getProduct, encodedUnary: { request, context in
-            let bytes = try await query(context) { reader in try StorefrontQueries.product(reader, request) }
-            guard let bytes else {
+        }
+        registerPointRead(QueryAPI.getOrderView, into: &router, orderView)
+        let product: @Sendable (Tote_V1_GetProductRequest, any ReadModelReader) throws -> [UInt8] = { request, reader in
+            guard let bytes = try StorefrontQueries.product(reader, request) else {
                 let name = request.productID.isEmpty ? "slug \(request.slug)" : request.productID
                 throw RPCError(.notFound, "no published product \(name)", details: [Self.resourceInfo("product", name)])
             }
             return bytes
-        })
-        router.register(QueryAPI.getCategoryTree, encodedUnary: { request, context in
-            let bytes = try await query(context) { reader in try StorefrontQueries.categoryTree(reader, request) }
-            guard let bytes else {
+        }
+        registerPointRead(QueryAPI.getProduct, into: &router, product)
+        let categoryTree: @Sendable (Tote_V1_GetCategoryTreeRequest, any ReadModelReader) throws -> [UInt8] = { request, reader in
+            guard let bytes = try StorefrontQueries.categoryTree(reader, request) else {
                 throw RPCError(.notFound, "no category with slug \(request.rootSlug)", details: [Self.resourceInfo("category", request.rootSlug)])
             }
             return bytes
-        })
+        }
+        registerPointRead(QueryAPI.getCategoryTree, into: &router, categoryTree)
         router.register(QueryAPI.listCustomerOrders, unary: { request, context in
             try await query(context) { reader in try OrderQueries.customerOrders(reader, request) }
         })
@@ -126,21 +132,47 @@ public struct QueryService: RPCService, Sendable {
             let now = nowMicros()
             return try await query(context) { reader in try OrderQueries.ordersByState(reader, request, nowMicros: now) }
         })
-        if let handler = catalog.searchCatalog {
+        if let handler = catalog.searchCatalogEncoded {
+            // A facet query computes for up to a millisecond: on the cooperative pool, not the
+            // event loop.
+            router.register(QueryAPI.searchCatalog, inline: false, encodedUnary: { request, context in
+                try await query(context) { try handler($0, request) }
+            })
+        } else if let handler = catalog.searchCatalog {
             router.register(QueryAPI.searchCatalog, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
         if let handler = catalog.autocompleteEncoded {
-            router.register(QueryAPI.autocomplete, encodedUnary: { request, context in
-                try await query(context) { try handler($0, request) }
-            })
+            registerPointRead(QueryAPI.autocomplete, into: &router) { request, reader in try handler(reader, request) }
         } else if let handler = catalog.autocomplete {
             router.register(QueryAPI.autocomplete, unary: { request, context in try await query(context) { try handler($0, request) } })
         }
     }
 
+    /// Registers a read answered with stored response bytes: at once on the event loop when the
+    /// call carries no consistency token (``immediateQuery(_:_:)``), else after waiting for it.
+    private func registerPointRead<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, into router: inout RPCRouter, _ read: @escaping @Sendable (Req, any ReadModelReader) throws -> [UInt8]) {
+        router.register(method, encodedUnary: { request, context in
+            try await query(context) { try read(request, $0) }
+        }, immediately: { request, context in
+            try immediateQuery(context) { try read(request, $0) }
+        })
+    }
+
     /// Waits for the call's consistency token, then runs `body` over one snapshot.
     func query<R>(_ context: ServerContext, _ body: (any ReadModelReader) throws -> R) async throws -> R {
         try await awaitToken(context)
+        do {
+            return try source.read(body)
+        } catch let error as OrderQueryError {
+            throw error.rpcError
+        }
+    }
+
+    /// Runs `body` over one snapshot right away when the call carries no consistency token
+    /// (nothing to wait for), on the calling thread; nil when it does, for ``query(_:_:)`` to
+    /// wait for it first.
+    func immediateQuery(_ context: ServerContext, _ body: (any ReadModelReader) throws -> [UInt8]) throws -> [UInt8]? {
+        guard context.consistencyToken == nil else { return nil }
         do {
             return try source.read(body)
         } catch let error as OrderQueryError {

@@ -91,6 +91,7 @@ enum PointReads {
         print("order views: Tote (Swift client) \(formatFixed(views.perSecond, 0)) QPS, p50 \(ms(views.latency, 50)) ms, p99 \(ms(views.latency, 99)) ms (\(viewBytes) B views)")
         let viewsC = try await loadgen.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
         if let r = viewsC { print("order views: Tote (tote-loadgen) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
+        await loadgen.holdForProfiling(keysFile: idsFile.path)
         var viewsRedis: PeerResult?
         if let port = options.redisPort {
             viewsRedis = try await Redis.get(port: port, valueBytes: viewBytes, keys: ids.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
@@ -227,9 +228,17 @@ final class LoadgenServer: Sendable {
         var logger = Logger(label: "readside-bench-loadgen")
         logger.logLevel = .critical
         let key = "bench-loadgen-storefront-key-01"
-        let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5)), router: router,
-                               keyring: APIKeyring([key: .storefront]), logger: logger)
+        // The event-loop threads of this server: `TOTE_POINTREADS_EVENT_LOOPS`, else the query
+        // server's default (`RPCServer.Configuration.eventLoopThreads`).
+        var configuration = RPCServer.Configuration(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5))
+        if let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_EVENT_LOOPS"], let threads = Int(text), threads > 0 {
+            configuration.eventLoopThreads = threads
+        } else {
+            configuration.eventLoopThreads = RPCServer.Configuration.pointReadEventLoopThreads
+        }
+        let server = RPCServer(configuration: configuration, router: router, keyring: APIKeyring([key: .storefront]), logger: logger)
         let port = try await server.start().port!
+        print("point reads: tote-loadgen's server on port \(port) with \(configuration.eventLoopThreads.map(String.init) ?? "shared") event-loop thread(s)")
         let candidate = ProcessInfo.processInfo.environment["TOTE_LOADGEN"] ?? "tools/loadgen/build/tote-loadgen"
         let tool = FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
         if tool == nil { print("tote-loadgen not found at \(candidate) (make -C tools/loadgen): measuring with the Swift client only") }
@@ -249,6 +258,18 @@ final class LoadgenServer: Sendable {
 
     func stop() async {
         await server.shutdownGracefully()
+    }
+
+    /// With `TOTE_POINTREADS_HOLD_SECONDS=N`, keeps this server up N more seconds after the
+    /// order-view figures, printing how to reach it, so that `perf record -p`, `strace -c -p`
+    /// and repeated `tote-loadgen` runs can look at the same server and data. Off by default.
+    func holdForProfiling(keysFile: String) async {
+        guard let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_HOLD_SECONDS"], let seconds = Double(text), seconds > 0 else { return }
+        let copy = "/tmp/readside-order-ids-held.txt"
+        try? FileManager.default.removeItem(atPath: copy)
+        try? FileManager.default.copyItem(atPath: keysFile, toPath: copy)
+        print("holding for \(seconds) s: pid \(getpid()), tote-loadgen -p \(port) -k \(key) -t order-view -f \(copy)")
+        try? await Task.sleep(for: .seconds(seconds))
     }
 }
 
