@@ -631,7 +631,7 @@ struct Query: AsyncParsableCommand {
         health.register(into: &router)
         let logger = Logger(label: "tote.query")
         let server = RPCServer(
-            configuration: .init(host: listen.host, port: listen.port, eventLoopThreads: eventLoopThreads ?? RPCServer.Configuration.pointReadEventLoopThreads),
+            configuration: .init(host: listen.host, port: listen.port, eventLoopThreads: eventLoopThreads),
             router: router, keyring: keyring, logger: logger
         )
         let address = try await server.start()

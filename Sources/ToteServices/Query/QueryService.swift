@@ -161,11 +161,7 @@ public struct QueryService: RPCService, Sendable {
     /// Waits for the call's consistency token, then runs `body` over one snapshot.
     func query<R>(_ context: ServerContext, _ body: (any ReadModelReader) throws -> R) async throws -> R {
         try await awaitToken(context)
-        do {
-            return try source.read(body)
-        } catch let error as OrderQueryError {
-            throw error.rpcError
-        }
+        return try snapshot(body)
     }
 
     /// Runs `body` over one snapshot right away when the call carries no consistency token
@@ -173,6 +169,11 @@ public struct QueryService: RPCService, Sendable {
     /// wait for it first.
     func immediateQuery(_ context: ServerContext, _ body: (any ReadModelReader) throws -> [UInt8]) throws -> [UInt8]? {
         guard context.consistencyToken == nil else { return nil }
+        return try snapshot(body)
+    }
+
+    /// Runs `body` over one read snapshot; an ``OrderQueryError`` becomes its wire status.
+    private func snapshot<R>(_ body: (any ReadModelReader) throws -> R) throws -> R {
         do {
             return try source.read(body)
         } catch let error as OrderQueryError {

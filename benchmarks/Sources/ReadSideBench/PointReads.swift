@@ -228,13 +228,11 @@ final class LoadgenServer: Sendable {
         var logger = Logger(label: "readside-bench-loadgen")
         logger.logLevel = .critical
         let key = "bench-loadgen-storefront-key-01"
-        // The event-loop threads of this server: `TOTE_POINTREADS_EVENT_LOOPS`, else the query
-        // server's default (`RPCServer.Configuration.eventLoopThreads`).
+        // The event-loop threads of this server: `TOTE_POINTREADS_EVENT_LOOPS`, else the shared
+        // group, as `tote query` by default.
         var configuration = RPCServer.Configuration(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5))
         if let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_EVENT_LOOPS"], let threads = Int(text), threads > 0 {
             configuration.eventLoopThreads = threads
-        } else {
-            configuration.eventLoopThreads = RPCServer.Configuration.pointReadEventLoopThreads
         }
         let server = RPCServer(configuration: configuration, router: router, keyring: APIKeyring([key: .storefront]), logger: logger)
         let port = try await server.start().port!
