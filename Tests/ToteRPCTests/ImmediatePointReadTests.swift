@@ -178,4 +178,26 @@ struct ImmediatePointReadTests {
         try await running.value
         #expect(server.ownedGroupIsShutDown)
     }
+
+    /// The order the test above leaves to the scheduler, forced: run() used to find the closed
+    /// listener's address gone, bind a new one and serve forever (a CI run hung on it).
+    @Test("shutdown before run(): run() binds nothing, returns and ends the loops; start() refuses")
+    func shutdownBeforeRun() async throws {
+        let (server, port) = try await Self.startServer(places: Places(), eventLoopThreads: 1)
+        await server.shutdownGracefully()
+        // Bounded, so that a regression fails here instead of hanging the whole run.
+        let returned = Mutex(false)
+        let running = Task {
+            try await server.run()
+            returned.withLock { $0 = true }
+        }
+        #expect(await eventually { returned.withLock { $0 } }, "run() returned")
+        #expect(server.ownedGroupIsShutDown)
+        #expect(server.localAddress == nil)
+        if !returned.withLock({ $0 }) { await server.shutdownGracefully(); running.cancel() }
+        await #expect(throws: RPCServer.LifecycleError.shutDown) { try await server.start() }
+        await #expect(throws: (any Error).self) {
+            _ = try await ClientConnection.connect(host: "127.0.0.1", port: port, configuration: .init(apiKey: Keys.storefront))
+        }
+    }
 }

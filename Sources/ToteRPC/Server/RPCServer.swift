@@ -66,7 +66,21 @@ public final class RPCServer: Service, Sendable {
     private struct State {
         var listener: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Set once by ``RPCServer/shutdownGracefully()`` and never cleared: a server that has
+        /// begun shutting down never binds again.
         var draining = false
+    }
+
+    /// Why ``RPCServer/start()`` refused to listen.
+    public enum LifecycleError: Error, CustomStringConvertible {
+        /// Graceful shutdown began before (or while) the listener was bound.
+        case shutDown
+
+        public var description: String {
+            switch self {
+            case .shutDown: "the server has been shut down; make a new RPCServer to listen again"
+            }
+        }
     }
 
     public let configuration: Configuration
@@ -107,9 +121,11 @@ public final class RPCServer: Service, Sendable {
     /// The bound address, once started.
     public var localAddress: SocketAddress? { state.withLock { $0.listener?.localAddress } }
 
-    /// Binds the listening socket and starts accepting. Returns the bound address.
+    /// Binds the listening socket and starts accepting. Returns the bound address. Throws
+    /// ``LifecycleError/shutDown`` once ``shutdownGracefully()`` has begun.
     @discardableResult
     public func start() async throws -> SocketAddress {
+        guard !state.withLock({ $0.draining }) else { throw LifecycleError.shutDown }
         let connectionConfiguration = ServerConnectionHandler.Configuration(
             settings: configuration.settings,
             partialFrameTimeout: configuration.partialFrameTimeout,
@@ -138,7 +154,15 @@ public final class RPCServer: Service, Sendable {
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
-        state.withLock { $0.listener = listener }
+        // Shutdown may have begun while binding: it found no listener to close, so close this one.
+        let shutDown = state.withLock { state in
+            if !state.draining { state.listener = listener }
+            return state.draining
+        }
+        if shutDown {
+            try? await listener.close()
+            throw LifecycleError.shutDown
+        }
         logger.info("listening", metadata: ["address": "\(listener.localAddress.map { "\($0)" } ?? "?")"])
         return listener.localAddress!
     }
@@ -171,14 +195,27 @@ public final class RPCServer: Service, Sendable {
         return nil
     }
 
-    /// Serves until graceful shutdown, then drains. The `Service` entry point.
+    /// Serves until graceful shutdown, then drains. The `Service` entry point. Binds first unless
+    /// ``start()`` already did; returns at once (after the drain) when shutdown came first.
     public func run() async throws {
-        if localAddress == nil { try await start() }
-        guard let listener = state.withLock({ $0.listener }) else { return }
-        try await withGracefulShutdownHandler {
-            try await listener.closeFuture.get()
-        } onGracefulShutdown: {
-            Task { await self.shutdownGracefully() }
+        // Not `localAddress == nil`: a closed listener has no address either, and binding anew
+        // after an early shutdownGracefully() would serve forever.
+        let (bound, draining) = state.withLock { ($0.listener, $0.draining) }
+        var listener = bound
+        if listener == nil, !draining {
+            do {
+                try await start()
+            } catch LifecycleError.shutDown {
+                // Shut down while binding: fall through to the drain and the group's end.
+            }
+            listener = state.withLock { $0.listener }
+        }
+        if let listener {
+            try await withGracefulShutdownHandler {
+                try await listener.closeFuture.get()
+            } onGracefulShutdown: {
+                Task { await self.shutdownGracefully() }
+            }
         }
         await waitForConnectionsToClose()
         // Every channel is closed: nothing of this server runs on its own loops any more. (Not
