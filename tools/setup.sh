@@ -2,7 +2,8 @@
 # Installs the system packages Tote builds and runs with (Debian 12), only if missing.
 # Idempotent; safe to run on every build. Needs root (or sudo) the first time.
 set -euo pipefail
-packages=(liblmdb-dev lmdb-utils libpq-dev postgresql libprotobuf-c-dev protobuf-c-compiler protobuf-compiler pkg-config gcc make)
+# procps (pgrep), bsdutils (script) and gdb serve tools/run-with-deadline.sh, which reports a hung test.
+packages=(liblmdb-dev lmdb-utils libpq-dev postgresql libprotobuf-c-dev protobuf-c-compiler protobuf-compiler pkg-config gcc make procps bsdutils gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,20 +40,25 @@ serial_suites="ToteReadModelsTests|LMDBTests"
 # in-process suites' calls past their deadlines.
 process_suites="DevRunTests|DevAdminTests|BridgeFailoverTests|ProjectorCrashTests"
 
+# Each test run has a deadline about ten times what it takes on a quiet machine of CI's kind
+# (100, 143, 80 and 50 s), so that a hang fails its step, naming the stuck tests and their
+# threads, instead of silently using up CI's 90 minutes.
+deadline=tools/run-with-deadline.sh
+
 swift_tests() {
-  swift build --build-tests && swift test --skip-build --skip "$pg_suites|$serial_suites"
+  swift build --build-tests && $deadline 900 swift test --skip-build --skip "$pg_suites|$serial_suites"
 }
 
 read_side_tests() {
-  swift test --skip-build --no-parallel --filter "$serial_suites"
+  $deadline 1200 swift test --skip-build --no-parallel --filter "$serial_suites"
 }
 
 postgres_tests() {
-  swift test --skip-build --filter "$pg_suites" --skip "$process_suites"
+  $deadline 900 swift test --skip-build --filter "$pg_suites" --skip "$process_suites"
 }
 
 process_tests() {
-  swift test --skip-build --no-parallel --filter "$process_suites"
+  $deadline 900 swift test --skip-build --no-parallel --filter "$process_suites"
 }
 
 c_client_against_live_server() {
@@ -103,7 +108,9 @@ echo
 for f in "${failures[@]}"; do
   echo "FAILED: ${f%%|*}"
   # What failed, in that step's own words (swift-testing, XCTest, crashes, C tests).
-  grep -E "✘|error:|Fatal error|Crash|signal [0-9]|FAIL|failed" "${f##*|}" | grep -v "0 failed" | tail -n 30 | sed 's/^/    /'
+  grep -E "✘|error:|Fatal error|Crash|signal [0-9]|FAIL|failed|^=== deadline" "${f##*|}" | grep -v "0 failed" | tail -n 30 | sed 's/^/    /'
+  # A step that hung: which tests never finished.
+  sed -n '/^tests started and not finished:/,/^threads of/p' "${f##*|}" | grep -v '^threads of' | head -n 20 | sed 's/^/    /'
 done
 echo "steps: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
