@@ -5,7 +5,8 @@
 #   3. the Swift test suites (unit tests with no I/O; integration tests over real sockets), then
 #      the integration suites that start their own PostgreSQL clusters, then the suites that run
 #      Tote as processes (one at a time), then the read-side suites (one test at a time)
-#   4. the C client (protobuf-c) against a live `tote serve`, and the C controller SDK
+#   4. the C client and the C load generator (protobuf-c) against a live `tote serve`, and the C
+#      controller SDK
 #   5. the frame-decoder fuzzer for a bounded time (TOTE_FUZZ_SECONDS, default 60)
 # Exits non-zero if any step fails; the last line says how many steps passed and failed.
 set -uo pipefail
@@ -87,6 +88,8 @@ c_client_against_live_server() {
   if kill -0 "$pid" 2>/dev/null; then echo "tote serve did not stop within 10 s of SIGTERM"; kill -9 "$pid"; status=1; fi
   wait "$pid" || { echo "tote serve exited with status $? after SIGTERM"; status=1; }
   rm -f "$log"
+  # The benchmarks' C load generator: its checks of answers and of bad input (own server).
+  tools/loadgen/test.sh --server "$bin" || status=1
   return $status
 }
 
@@ -100,7 +103,7 @@ step "Swift tests" swift_tests
 step "PostgreSQL integration tests (real clusters)" postgres_tests
 step "Tote as processes (tote dev, tote serve failover, tote project crashes; one at a time)" process_tests
 step "read-side tests (LMDB, projector, queries; one at a time)" read_side_tests
-step "C client against a live server" c_client_against_live_server
+step "C client and load generator against a live server" c_client_against_live_server
 step "C controller SDK and simulator (unit, fake bridge, live server)" controller_sdk_tests
 step "fuzz the frame decoder" tools/fuzz/run.sh "${TOTE_FUZZ_SECONDS:-60}"
 

@@ -101,6 +101,15 @@ check "a call failing with NOT_FOUND fails the run (exit 1)" 1 '' 'failed: NOT_F
   "${lg[@]}" -t echo -f "$work/keys.txt" -c 2 --fail-code 5
 check "GetOrderView on a server without read models: UNIMPLEMENTED (exit 1)" 1 '' "UNIMPLEMENTED: unknown method 'tote.v1.Query/GetOrderView'" -- \
   "${lg[@]}" -t order-view -f "$work/keys.txt" -c 1
+printf 'EUR|clothing|colour=black,blue|material=cotton\n' >"$work/search.txt"
+check "SearchCatalog keys become requests; on a server without read models: UNIMPLEMENTED (exit 1)" 1 '' "UNIMPLEMENTED: unknown method 'tote.v1.Query/SearchCatalog'" -- \
+  "${lg[@]}" -t search -f "$work/search.txt" -c 1
+printf 'EUR|clothing|colour\n' >"$work/bad-search.txt"
+check "a search key with a filter that is not ATTR=V1,V2 is a usage error naming it (exit 2)" 2 '' 'search key "EUR\|clothing\|colour": filter "colour" is not ATTR=V1,V2' -- \
+  "${lg[@]}" -t search -f "$work/bad-search.txt" -c 1
+printf 'EUR\n' >"$work/bad-search.txt"
+check "a search key without a category is a usage error (exit 2)" 2 '' 'expected CURRENCY\|CATEGORY\|ATTR=V1,V2' -- \
+  "${lg[@]}" -t search -f "$work/bad-search.txt" -c 1
 check "a keys file with no keys is a usage error (exit 2)" 2 '' 'holds no keys' -- \
   "${lg[@]}" -t echo -f "$work/empty.txt"
 check "no method is a usage error (exit 2)" 2 '' 'usage:' -- \

@@ -12,6 +12,11 @@
  *                 the key.
  *   autocomplete  tote.v1.Query/Autocomplete{prefix = key}; the response must hold at least one
  *                 suggestion.
+ *   search        tote.v1.Query/SearchCatalog: key = CURRENCY|CATEGORY|ATTR=V1,V2|ATTR=V3...
+ *                 (e.g. EUR|clothing|colour=black,blue|material=cotton): that category with its
+ *                 descendants, one filter per ATTR (string values, OR within), facets for the
+ *                 filtered attributes (up to 50 values each), the first page (the service's
+ *                 default size); the response must hold a facet.
  *   echo          tote.v1.Diagnostics/Echo{payload = key}; the response's payload must equal the
  *                 key (served by every server; for testing this tool).
  *
@@ -81,7 +86,7 @@ static const char *const CODE_NAMES[] = {
 
 /* ---- Run configuration and state --------------------------------------------------------- */
 
-typedef enum { M_ORDER_VIEW, M_AUTOCOMPLETE, M_ECHO } method_kind;
+typedef enum { M_ORDER_VIEW, M_AUTOCOMPLETE, M_SEARCH, M_ECHO } method_kind;
 
 typedef struct {
     const char *host;
@@ -280,6 +285,58 @@ static int find_bytes_field(const uint8_t *p, size_t len, uint32_t field, const 
 
 /* ---- Requests ------------------------------------------------------------------------------- */
 
+/* Packs the SearchCatalog request a search key describes (CURRENCY|CATEGORY|ATTR=V1,V2|...);
+ * exits naming the key when it is malformed. */
+static uint8_t *pack_search(const char *text, size_t *len) {
+    char *copy = strdup(text);
+    if (!copy) die(2, "out of memory");
+    char *fields[1 + 2 + 16];
+    size_t n = 0;
+    for (char *save = NULL, *f = strtok_r(copy, "|", &save); f; f = strtok_r(NULL, "|", &save)) {
+        if (n == sizeof fields / sizeof *fields) die(2, "search key \"%s\": more than 16 filters", text);
+        fields[n++] = f;
+    }
+    if (n < 2) die(2, "search key \"%s\": expected CURRENCY|CATEGORY|ATTR=V1,V2|...", text);
+    size_t filter_count = n - 2;
+    Tote__V1__SearchCatalogRequest m;
+    tote__v1__search_catalog_request__init(&m);
+    m.currency = fields[0];
+    m.category_slug = fields[1];
+    m.max_facet_values = 50;
+    Tote__V1__AttributeFilter filters[16], *filter_ptrs[16];
+    char *facets[16];
+    Tote__V1__AttributeValue values[16][16], *value_ptrs[16][16];
+    for (size_t i = 0; i < filter_count; i++) {
+        char *eq = strchr(fields[2 + i], '=');
+        if (!eq || eq == fields[2 + i] || eq[1] == 0) die(2, "search key \"%s\": filter \"%s\" is not ATTR=V1,V2", text, fields[2 + i]);
+        *eq = 0;
+        tote__v1__attribute_filter__init(&filters[i]);
+        filters[i].attribute = fields[2 + i];
+        facets[i] = fields[2 + i];
+        size_t v = 0;
+        for (char *save = NULL, *value = strtok_r(eq + 1, ",", &save); value; value = strtok_r(NULL, ",", &save)) {
+            if (v == 16) die(2, "search key \"%s\": more than 16 values for %s", text, fields[2 + i]);
+            tote__v1__attribute_value__init(&values[i][v]);
+            values[i][v].value_case = TOTE__V1__ATTRIBUTE_VALUE__VALUE_STRING_VALUE;
+            values[i][v].string_value = value;
+            value_ptrs[i][v] = &values[i][v];
+            v++;
+        }
+        filters[i].n_values = v;
+        filters[i].values = value_ptrs[i];
+        filter_ptrs[i] = &filters[i];
+    }
+    m.n_filters = filter_count;
+    m.filters = filter_ptrs;
+    m.n_facet_attributes = filter_count;
+    m.facet_attributes = facets;
+    *len = tote__v1__search_catalog_request__get_packed_size(&m);
+    uint8_t *request = xmalloc(*len);
+    tote__v1__search_catalog_request__pack(&m, request);
+    free(copy);
+    return request;
+}
+
 /* Encodes key i's request and its frames: HEADERS(stream 0 placeholder) + MESSAGE|ES. */
 static void build_frames(key_t_ *k, const uint8_t *headers, size_t headers_len) {
     size_t len;
@@ -303,6 +360,9 @@ static void build_frames(key_t_ *k, const uint8_t *headers, size_t headers_len) 
         tote__v1__autocomplete_request__pack(&m, request);
         break;
     }
+    case M_SEARCH:
+        request = pack_search(k->text, &len);
+        break;
     case M_ECHO:
     default: {
         Tote__V1__EchoRequest m;
@@ -471,6 +531,12 @@ static void check_answer(const call_t *call, const uint8_t *p, size_t len) {
             if (r) tote__v1__autocomplete_response__free_unpacked(r, NULL);
             break;
         }
+        case M_SEARCH: {
+            Tote__V1__SearchCatalogResponse *r = tote__v1__search_catalog_response__unpack(NULL, len, p);
+            ok = r && r->n_facets > 0;
+            if (r) tote__v1__search_catalog_response__free_unpacked(r, NULL);
+            break;
+        }
         case M_ECHO: {
             Tote__V1__EchoResponse *r = tote__v1__echo_response__unpack(NULL, len, p);
             ok = r && r->payload.len == key->text_len && memcmp(r->payload.data, key->text, key->text_len) == 0;
@@ -483,7 +549,7 @@ static void check_answer(const call_t *call, const uint8_t *p, size_t len) {
     }
     const uint8_t *value;
     size_t value_len, occurrences;
-    if (find_bytes_field(p, len, 1, &value, &value_len, &occurrences) != 0)
+    if (find_bytes_field(p, len, opt.method == M_SEARCH ? 3 : 1, &value, &value_len, &occurrences) != 0)
         die(1, "%s answered %zu bytes that are not a protobuf message (key \"%s\")", method_label, len, key->text);
     switch (opt.method) {
     case M_ORDER_VIEW:
@@ -496,6 +562,9 @@ static void check_answer(const call_t *call, const uint8_t *p, size_t len) {
         break;
     case M_AUTOCOMPLETE:
         if (occurrences == 0) die(1, "wrong answer: Autocomplete for \"%s\" answered no suggestion", key->text);
+        break;
+    case M_SEARCH:
+        if (occurrences == 0) die(1, "wrong answer: SearchCatalog for \"%s\" answered no facet", key->text);
         break;
     }
 }
@@ -682,11 +751,12 @@ static double percentile_ms(double pct) {
 }
 
 static void usage(FILE *to) {
-    fputs("usage: tote-loadgen -t order-view|autocomplete|echo -f KEYS_FILE [-h HOST] [-p PORT] [-k API_KEY]\n"
+    fputs("usage: tote-loadgen -t order-view|autocomplete|search|echo -f KEYS_FILE [-h HOST] [-p PORT] [-k API_KEY]\n"
           "                    [-c CONNECTIONS] [-P CALLS_PER_CONNECTION] [-w WARMUP_S] [-d SECONDS]\n"
           "                    [--csv] [--decode] [--timeout-ms MS] [--seed N] [--fail-code N] [-q]\n"
-          "  -t  the point read: GetOrderView (key = order id), Autocomplete (key = prefix), or\n"
-          "      Diagnostics/Echo (key = payload)\n"
+          "  -t  the read: GetOrderView (key = order id), Autocomplete (key = prefix), SearchCatalog\n"
+          "      (key = CURRENCY|CATEGORY|ATTR=V1,V2|..., facets for those attributes, the first\n"
+          "      page), or Diagnostics/Echo (key = payload)\n"
           "  -f  keys, one a line; each call picks one at random\n"
           "  -k  API key (default: $TOTE_API_KEY)\n"
           "  -c  connections (default 64), each with -P calls outstanding (default 1)\n"
@@ -721,6 +791,7 @@ int main(int argc, char **argv) {
             method_set = 1;
             if (strcmp(optarg, "order-view") == 0) opt.method = M_ORDER_VIEW;
             else if (strcmp(optarg, "autocomplete") == 0) opt.method = M_AUTOCOMPLETE;
+            else if (strcmp(optarg, "search") == 0) opt.method = M_SEARCH;
             else if (strcmp(optarg, "echo") == 0) opt.method = M_ECHO;
             else { usage(stderr); return 2; }
             break;
@@ -747,6 +818,7 @@ int main(int argc, char **argv) {
     switch (opt.method) {
     case M_ORDER_VIEW: method_name = "tote.v1.Query/GetOrderView"; method_label = "GetOrderView"; break;
     case M_AUTOCOMPLETE: method_name = "tote.v1.Query/Autocomplete"; method_label = "Autocomplete"; break;
+    case M_SEARCH: method_name = "tote.v1.Query/SearchCatalog"; method_label = "SearchCatalog"; break;
     case M_ECHO: method_name = "tote.v1.Diagnostics/Echo"; method_label = "Echo"; break;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -250,7 +250,7 @@ final class LoadgenServer: Sendable {
         guard let tool else { return nil }
         let output = try await runOffPool(tool, ["-h", "127.0.0.1", "-p", "\(port)", "-k", key, "-t", method, "-f", keysFile,
                                                  "-c", "\(clients)", "-w", "1", "-d", "\(seconds)", "--csv", "-q"])
-        let label = method == "order-view" ? "GetOrderView" : "Autocomplete"
+        let label = ["order-view": "GetOrderView", "autocomplete": "Autocomplete", "search": "SearchCatalog"][method] ?? method
         return try Redis.parse(output, test: label)
     }
 
