@@ -135,6 +135,21 @@ public struct RecordedEvent: Sendable, Hashable {
     public var metadata: EventMetadata
     /// When the event was written, in microseconds since the Unix epoch.
     public var recordedAtMicros: Int64
+
+    /// An event as the log delivers it. The store makes these; tests and tools build them to feed
+    /// projections without a database.
+    public init(position: LogPosition, stream: String, streamVersion: Int64, eventID: UUID, type: String,
+                schemaVersion: Int32, data: [UInt8], metadata: EventMetadata, recordedAtMicros: Int64) {
+        self.position = position
+        self.stream = stream
+        self.streamVersion = streamVersion
+        self.eventID = eventID
+        self.type = type
+        self.schemaVersion = schemaVersion
+        self.data = data
+        self.metadata = metadata
+        self.recordedAtMicros = recordedAtMicros
+    }
 }
 
 /// Why an append or read was refused.

@@ -153,12 +153,6 @@ extension MemoryStore {
 
 extension GeneratedEvent {
     var test: TestEvent { TestEvent(stream: stream, data: data) }
-
-    /// As the event store would deliver it.
-    func recorded(position: Int64) -> RecordedEvent {
-        RecordedEvent(position: LogPosition(transactionID: UInt64(position), globalPosition: position), stream: stream, streamVersion: 1, eventID: eventID, type: type,
-                      schemaVersion: 1, data: data, metadata: EventMetadata(actorID: "generator", actorRole: "system"), recordedAtMicros: recordedAtMicros)
-    }
 }
 
 /// Checks a search answer against the brute-force evaluator's: the total, the first `page` ids,
@@ -175,17 +169,6 @@ func expectSameAnswer(_ got: Tote_V1_SearchCatalogResponse, _ want: BruteCatalog
         #expect(got.priceStats.min.minorUnits == lo && got.priceStats.max.minorUnits == hi, "\(context)", sourceLocation: sourceLocation)
     } else {
         #expect(!got.hasPriceStats, "\(context)", sourceLocation: sourceLocation)
-    }
-}
-
-/// Generated events as the log delivers them: consecutive positions, per-stream versions.
-func recordedLog(_ generated: [GeneratedEvent]) -> [RecordedEvent] {
-    var versions: [String: Int64] = [:]
-    return generated.enumerated().map { i, g in
-        versions[g.stream, default: 0] += 1
-        var event = g.recorded(position: Int64(i + 1))
-        event.streamVersion = versions[g.stream]!
-        return event
     }
 }
 

@@ -33,12 +33,19 @@ public struct CatalogProjection: Projection {
     }
 
     private func applyBatch<W: ReadModelWriter>(_ events: ArraySlice<RecordedEvent>, to store: inout W) throws {
-        // The projector's writer: run the specialised code (the generic path goes through
-        // witness tables and unspecialised generics for every key).
+        // The projector's writers (in the transaction, or staging beside it): run the
+        // specialised code (the generic path goes through witness tables and unspecialised
+        // generics for every key).
         if W.self == LMDBReadModelWriter.self {
             try withUnsafeMutablePointer(to: &store) { pointer in
                 try pointer.withMemoryRebound(to: LMDBReadModelWriter.self, capacity: 1) { lmdb in
                     try applyEvents(events, to: &lmdb.pointee)
+                }
+            }
+        } else if W.self == StagingWriter.self {
+            try withUnsafeMutablePointer(to: &store) { pointer in
+                try pointer.withMemoryRebound(to: StagingWriter.self, capacity: 1) { staging in
+                    try applyEvents(events, to: &staging.pointee)
                 }
             }
         } else {

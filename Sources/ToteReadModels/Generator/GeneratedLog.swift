@@ -1,5 +1,25 @@
 import EventStore
 
+extension GeneratedEvent {
+    /// As the event store would deliver it at `position` (its transaction id the same number),
+    /// recorded by the generator's actor.
+    public func recorded(position: Int64, streamVersion: Int64 = 1) -> RecordedEvent {
+        RecordedEvent(position: LogPosition(transactionID: UInt64(position), globalPosition: position), stream: stream,
+                      streamVersion: streamVersion, eventID: eventID, type: type, schemaVersion: 1, data: data,
+                      metadata: EventMetadata(actorID: "generator", actorRole: "system"), recordedAtMicros: recordedAtMicros)
+    }
+}
+
+/// Generated events as the log delivers them, without a database: consecutive positions from 1,
+/// per-stream versions. For tests and benchmarks that feed projections directly.
+public func recordedLog(_ generated: [GeneratedEvent]) -> [RecordedEvent] {
+    var versions: [String: Int64] = [:]
+    return generated.enumerated().map { i, g in
+        versions[g.stream, default: 0] += 1
+        return g.recorded(position: Int64(i + 1), streamVersion: versions[g.stream]!)
+    }
+}
+
 extension EventStore {
     /// Appends generated events (``CatalogGenerator``) in their order: consecutive events go in one
     /// transaction of up to `eventsPerTransaction` events, cut where a stream would come back after

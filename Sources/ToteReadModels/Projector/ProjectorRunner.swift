@@ -54,6 +54,15 @@ public final class ProjectorRunner: Sendable {
         set { deferLiveSetting.store(newValue, ordering: .relaxed) }
     }
     private let deferLiveSetting: Atomic<Bool>
+    /// Threads that stage a batch of at least ``LMDBReadModelStore/stagingMinimum`` events, each projection on its
+    /// own snapshot, before the writer copies their changes into the batch's transaction
+    /// (StagedApply.swift). 1 applies every projection inside the transaction, one after
+    /// another. Default: the machine's cores.
+    public var stagingThreads: Int {
+        get { stagingSetting.load(ordering: .relaxed) }
+        set { stagingSetting.store(max(1, newValue), ordering: .relaxed) }
+    }
+    private let stagingSetting = Atomic<Int>(ProcessInfo.processInfo.activeProcessorCount)
     /// Set while a sync alongside the writer runs (one at a time).
     private let syncingAlongside = Atomic<Bool>(false)
     /// The applied position, advanced at each commit.
@@ -295,30 +304,7 @@ public final class ProjectorRunner: Sendable {
     ///   - durability: whether the commit waits for the disk.
     public func apply(_ batch: [RecordedEvent], to store: LMDBReadModelStore, after: LogPosition? = nil, durability: Writer.Durability = .synced) async throws {
         guard let last = batch.last?.position else { return }
-        let projections = self.projections
-        let path = store.path
-        do {
-            try await store.write(durability: durability) { writer in
-                for projection in projections {
-                    let cursor = try writer.cursor(projection.name) ?? .start
-                    if let after, cursor < after {
-                        throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
-                    }
-                    try writer.recordLayout(of: projection)
-                    guard last > cursor else { continue }
-                    let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
-                    try projection.apply(batch: batch[first...], to: &writer)
-                    try writer.setCursor(projection.name, last)
-                }
-            }
-        } catch let error as LMDBError {
-            guard error.code == .transactionFull, batch.count > 1 else { throw error }
-            let half = batch.count / 2
-            logger.notice("batch too big for one LMDB transaction; applying it in halves", metadata: ["events": "\(batch.count)"])
-            try await apply(Array(batch[..<half]), to: store, after: after, durability: durability)
-            try await apply(Array(batch[half...]), to: store, after: batch[half - 1].position, durability: durability)
-            return
-        }
+        try await store.apply(batch, projections: projections, after: after, durability: durability, stagingThreads: stagingThreads, logger: logger)
         // Another runner may have been further: report what the store holds.
         watch.advance(to: max(last, try store.position))
         lastBatch.withLock { $0 = (batch.count, ContinuousClock.now) }
