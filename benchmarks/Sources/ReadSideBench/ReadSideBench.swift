@@ -22,9 +22,10 @@ import ToteServices
 ///
 ///     ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N]
 ///                   [--facet-calls N] [--live-rate N] [--live-seconds S] [--redis-port P]
-///                   [--catch-up-only] [--facets-only]
+///                   [--catch-up-only] [--facets-only] [--apply-only]
 ///
-/// `--catch-up-only` stops after the catch-up and also measures each projection alone (catalog,
+/// `--apply-only` measures the projections alone on the generated log held in memory, with no
+/// PostgreSQL (ApplyOnly.swift). `--catch-up-only` stops after the catch-up and also measures each projection alone (catalog,
 /// autocomplete, orders), each from zero into its own fresh environment: to iterate on the
 /// projections without the point-read, facet and live phases. `--facets-only` skips the point
 /// reads and the live phase.
@@ -51,9 +52,10 @@ enum ReadSideBench {
         var seed: UInt64 = 2026
         var catchUpOnly = false
         var facetsOnly = false
+        var applyOnly = false
     }
 
-    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--max-batch-size N] [--synced-catch-up] [--defer-live] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only]"
+    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--max-batch-size N] [--synced-catch-up] [--defer-live] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only] [--apply-only]"
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
@@ -78,6 +80,7 @@ enum ReadSideBench {
                 case "--redis-benchmark": options.redisBenchmark = try arguments.value()
                 case "--catch-up-only": options.catchUpOnly = true
                 case "--facets-only": options.facetsOnly = true
+                case "--apply-only": options.applyOnly = true
                 case "-h", "--help": print(usage); return
                 default: throw arguments.unknownOption()
                 }
@@ -91,6 +94,11 @@ enum ReadSideBench {
         var failed = false
         do {
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            if options.applyOnly {
+                try await ApplyOnly.run(options, folder: root.appendingPathComponent("models").path)
+                try? FileManager.default.removeItem(at: root)
+                return
+            }
             // Durable: fsync and synchronous_commit on.
             cluster = try LocalPostgresCluster.start(in: root.appendingPathComponent("cluster"), durable: true)
             try await run(options, cluster: cluster!, folder: root.appendingPathComponent("models").path)
