@@ -3,7 +3,8 @@ import Logging
 
 /// Writes every log record as one JSON object per line on standard error — `ts` (RFC 3339 with
 /// milliseconds, UTC), `level`, `logger`, `msg`, `source`, then each metadata value as its own
-/// field (a call's lines carry `method` and `correlation_id`) — for log shippers and `jq`.
+/// field (a call's lines carry `method` and `correlation_id`; an error given to the log call is
+/// `error`) — for log shippers and `jq`.
 /// Each line is one `write(2)`, so lines from concurrent tasks never interleave.
 struct JSONLogHandler: LogHandler {
     let label: String
@@ -21,11 +22,13 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
-        if let explicit { fields.merge(explicit) { $1 } }
-        var out = "{\"ts\":\(Self.quote(Self.timestamp())),\"level\":\(Self.quote(level.rawValue)),\"logger\":\(Self.quote(label)),\"msg\":\(Self.quote(message.description)),\"source\":\(Self.quote(source))"
+        if let explicit = event.metadata { fields.merge(explicit) { $1 } }
+        var out = "{\"ts\":\(Self.quote(Self.timestamp())),\"level\":\(Self.quote(event.level.rawValue)),\"logger\":\(Self.quote(label)),\"msg\":\(Self.quote(event.message.description)),\"source\":\(Self.quote(event.source))"
+        // An error passed to the log call (swift-log's `error:`), unless metadata names one already.
+        if let error = event.error, fields["error"] == nil { fields["error"] = .string("\(error)") }
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) where !["ts", "level", "logger", "msg", "source"].contains(key) {
             out += ",\(Self.quote(key)):\(Self.json(value))"
         }
