@@ -238,6 +238,12 @@ extension LMDBReadModelStore {
         }
     }
 
+    /// The refusal of a batch read after `after` by a projection whose cursor is behind it: it
+    /// would miss the events in between.
+    static func gap(_ projection: any Projection, _ path: String, _ cursor: LogPosition, _ after: LogPosition) -> Failure {
+        Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
+    }
+
     /// Every projection applied in turn inside the batch's write transaction.
     private func applyInTransaction(_ batch: [RecordedEvent], projections: [any Projection], after: LogPosition?, durability: Writer.Durability) async throws {
         guard let last = batch.last?.position else { return }
@@ -245,9 +251,7 @@ extension LMDBReadModelStore {
         try await write(durability: durability) { writer in
             for projection in projections {
                 let cursor = try writer.cursor(projection.name) ?? .start
-                if let after, cursor < after {
-                    throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
-                }
+                if let after, cursor < after { throw Self.gap(projection, path, cursor, after) }
                 try writer.recordLayout(of: projection)
                 guard last > cursor else { continue }
                 let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
@@ -275,9 +279,7 @@ extension LMDBReadModelStore {
                         let cursor = try snapshot.withValue(LMDBReadModelStore.cursorsDatabase, Array(projection.name.utf8)) {
                             LMDBReadModelStore.decodePosition($0)
                         }.flatMap { $0 } ?? .start
-                        if let after, cursor < after {
-                            throw LMDBReadModelStore.Failure(description: "projection \(projection.name) in \(path) is at \(cursor), behind the batch read after \(after): refusing a gap")
-                        }
+                        if let after, cursor < after { throw LMDBReadModelStore.gap(projection, path, cursor, after) }
                         guard last > cursor else { return StagedBatch(projection: projection, cursor: cursor, changes: nil) }
                         let first = batch.firstIndex { $0.position > cursor } ?? batch.endIndex
                         let changes = StagedChanges()
