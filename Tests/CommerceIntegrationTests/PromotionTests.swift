@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Postgres
 import Testing
 import ToteAPI
 import ToteCommands
@@ -342,6 +343,38 @@ struct PromotionTests {
         list.page.pageSize = 1000
         #expect(fields(await rpcError { _ = try await admin.unary(PromotionsAPI.listPromotions, list) }) == ["page.page_size"])
         await admin.close()
+    }
+
+    @Test("a promotion change prices this node's carts at once, even while another transaction in the cluster holds the log's readers back")
+    func ownChangeWhileTheLogIsHeldBack() async throws {
+        let node = try await Node.start()
+        defer { Task { await node.stop() } }
+        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
+        let admin = try await node.connect(apiKey: Keys.operator)
+        let shopper = try await node.connect(apiKey: Keys.storefront)
+        try await define(admin, "welcome", spec("EUR 2 off", fixed: 200))
+        let cartID = try await cart(shopper, [("MUG", 1)])
+        #expect(try await getCart(shopper, cartID).totals.discountTotal == eur(200))
+
+        // A transaction with an id, open in another database of the same cluster (as another
+        // test's, or another service's): the log's readers stop before it until it ends. It
+        // commits 300 ms from now; the update below must wait for its own append, not answer
+        // with the registry as readable at that moment (CI once saw the old discount).
+        let blocker = try PostgresConnection.connect(try LocalCluster.cluster.connectionString)
+        _ = try blocker.execute("BEGIN")
+        _ = try blocker.execute("SELECT txid_current()")
+        let release = Task.detached {
+            try await Task.sleep(for: .milliseconds(300))
+            _ = try blocker.execute("COMMIT")
+        }
+        var update = Tote_V1_UpdatePromotionRequest()
+        update.promotionID = "welcome"
+        update.spec = spec("EUR 3 off", fixed: 300)
+        _ = try await admin.unary(PromotionsAPI.updatePromotion, update, options: command())
+        #expect(try await getCart(shopper, cartID).totals.discountTotal == eur(300))
+        try await release.value
+        await admin.close()
+        await shopper.close()
     }
 
     @Test("a replayed idempotency key returns the first reply; a new code on an automatic promotion; list pages")

@@ -49,6 +49,19 @@ public final class PromotionRegistry: Sendable {
         }
     }
 
+    /// Reads the log until the registry has passed `position` (an append this node just made), for
+    /// at most `timeout`. The log's readers never pass a transaction still open anywhere in the
+    /// PostgreSQL cluster (so that no event is ever skipped), so an append can take a moment to
+    /// become readable; a plain ``catchUp()`` then returns without it.
+    public func catchUp(through position: LogPosition, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            try await catchUp()
+            if state.withLock({ $0.position }) >= position || ContinuousClock.now >= deadline { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Follows the log until cancelled.
     public func run() async throws {
         let from = state.withLock { $0.position }

@@ -1,3 +1,4 @@
+import EventStore
 import Foundation
 import SwiftProtobuf
 import ToteAPI
@@ -8,7 +9,8 @@ import ToteDomain
 /// `promotion-<id>`, and their coupon codes claimed by ``CouponCodeClaimDecider`` on
 /// `coupon-<CODE>` in the same append, so a code belongs to one promotion at most.
 ///
-/// After each command the node's ``PromotionRegistry`` catches up with the log, so carts priced
+/// After each command the node's ``PromotionRegistry`` catches up with the log through the
+/// command's own append (waiting up to 5 s for it to become readable), so carts priced
 /// by this node see the change at once (other nodes within one registry poll).
 public struct PromotionsService: RPCService, Sendable {
     let commands: CommandSupport
@@ -83,10 +85,19 @@ public struct PromotionsService: RPCService, Sendable {
         _ context: ServerContext,
         _ body: (inout UnitOfWork) async throws -> Reply
     ) async throws -> Reply {
-        let reply = try await commands.run(context, setToken: { $0.consistencyToken = $1 }, body)
-        // The command is committed whatever happens here; a failed read only delays pricing
-        // until the registry's next poll.
-        try? await promotions.catchUp()
+        var appended: LogPosition?
+        let reply = try await commands.run(context, setToken: { reply, token in
+            reply.consistencyToken = token
+            appended = LogPosition(transactionID: token.transactionID, globalPosition: token.globalPosition)
+        }, body)
+        // The command is committed whatever happens here; a failed or slow read only delays
+        // pricing until the registry's next poll. Waiting for the append itself (not just what is
+        // readable now) matters when another transaction in the cluster holds the log back.
+        if let appended {
+            try? await promotions.catchUp(through: appended, timeout: .seconds(5))
+        } else {
+            try? await promotions.catchUp()
+        }
         return reply
     }
 
