@@ -55,6 +55,19 @@ private func applyCoupon(_ shopper: ClientConnection, _ cartID: String, _ code: 
     return try await shopper.unary(CartAPI.applyCoupon, apply, options: command()).cart
 }
 
+/// A node selling one product (MUG, 12.00 EUR, 5 in stock), with an operator and a shopper
+/// connected: where most promotion tests start.
+private func mugShop() async throws -> (Node, ClientConnection, ClientConnection) {
+    let node = try await Node.start()
+    do {
+        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
+        return (node, try await node.connect(apiKey: Keys.operator), try await node.connect(apiKey: Keys.storefront))
+    } catch {
+        await node.stop()
+        throw error
+    }
+}
+
 private func getCart(_ shopper: ClientConnection, _ cartID: String) async throws -> Tote_V1_CartView {
     var get = Tote_V1_GetCartRequest()
     get.cartID = cartID
@@ -196,11 +209,8 @@ struct PromotionTests {
 
     @Test("two fixed amounts larger than the cart take it to zero, never below")
     func fixedAmountsNeverGoNegative() async throws {
-        let node = try await Node.start()
+        let (node, admin, shopper) = try await mugShop()
         defer { Task { await node.stop() } }
-        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
-        let admin = try await node.connect(apiKey: Keys.operator)
-        let shopper = try await node.connect(apiKey: Keys.storefront)
         try await define(admin, "ten-off", spec("EUR 10 off", fixed: 1000, code: "TEN"))
         try await define(admin, "eight-off", spec("EUR 8 off", fixed: 800, code: "EIGHT"))
 
@@ -226,11 +236,8 @@ struct PromotionTests {
 
     @Test("an ended promotion stops applying and its code is refused with a typed error")
     func endedPromotion() async throws {
-        let node = try await Node.start()
+        let (node, admin, shopper) = try await mugShop()
         defer { Task { await node.stop() } }
-        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
-        let admin = try await node.connect(apiKey: Keys.operator)
-        let shopper = try await node.connect(apiKey: Keys.storefront)
         try await define(admin, "flash", spec("20% flash sale", percentPPM: 200_000, code: "FLASH20"))
         let early = try await cart(shopper, [("MUG", 1)])
         #expect(try await applyCoupon(shopper, early, "FLASH20").totals.discountTotal == eur(240))
@@ -347,11 +354,8 @@ struct PromotionTests {
 
     @Test("a promotion change prices this node's carts at once, even while another transaction in the cluster holds the log's readers back")
     func ownChangeWhileTheLogIsHeldBack() async throws {
-        let node = try await Node.start()
+        let (node, admin, shopper) = try await mugShop()
         defer { Task { await node.stop() } }
-        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
-        let admin = try await node.connect(apiKey: Keys.operator)
-        let shopper = try await node.connect(apiKey: Keys.storefront)
         try await define(admin, "welcome", spec("EUR 2 off", fixed: 200))
         let cartID = try await cart(shopper, [("MUG", 1)])
         #expect(try await getCart(shopper, cartID).totals.discountTotal == eur(200))
@@ -379,11 +383,8 @@ struct PromotionTests {
 
     @Test("a replayed idempotency key returns the first reply; a new code on an automatic promotion; list pages")
     func idempotencyAndCouponCodes() async throws {
-        let node = try await Node.start()
+        let (node, admin, shopper) = try await mugShop()
         defer { Task { await node.stop() } }
-        try await seedCatalog(node, skus: ["MUG": 1200], stock: 5)
-        let admin = try await node.connect(apiKey: Keys.operator)
-        let shopper = try await node.connect(apiKey: Keys.storefront)
 
         let first = try await define(admin, "welcome", spec("EUR 2 off", fixed: 200), key: "define-welcome")
         // The same key, even with another body, answers the first reply and writes nothing.
