@@ -20,6 +20,9 @@ enum ApplyOnly {
         var events: [GeneratedEvent] = []
         CatalogGenerator(seed: options.seed).forEachEvent(products: options.products, orders: options.orders) { events.append($0) }
         let log = recordedLog(events)
+        // The log's mix: what each projection's per-event figure is spread over.
+        let census = Dictionary(grouping: events, by: \.type).mapValues(\.count).sorted { ($1.value, $0.key) < ($0.value, $1.key) }
+        print("apply-only: events by type: " + census.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         events = []
         let batch = max(1, options.maxBatchSize)
         print("apply-only: \(log.count) events (\(options.products) products, \(options.orders) orders) in memory, batches of \(batch); loadavg(1m) \(formatFixed(loadAverage(), 2))")
@@ -29,8 +32,12 @@ enum ApplyOnly {
         // TOTE_STAGING_THREADS=1 measures the projections applied in turn inside the transaction.
         let stagingThreads = ProcessInfo.processInfo.environment["TOTE_STAGING_THREADS"].flatMap(Int.init) ?? ProcessInfo.processInfo.activeProcessorCount
         print("apply-only: staging threads \(stagingThreads)")
-        let sets: [(String, [any Projection])] = [("all \(ReadSide.projections.count) projections", ReadSide.projections)]
+        var sets: [(String, [any Projection])] = [("all \(ReadSide.projections.count) projections", ReadSide.projections)]
             + ReadSide.projections.map { ("\($0.name) alone", [$0]) }
+        if let only = options.projection {
+            sets = only == "all" ? [sets[0]] : sets.filter { $0.1.count == 1 && $0.1[0].name == only }
+            guard !sets.isEmpty else { throw BenchError("no projection named \(only) (all, \(ReadSide.projections.map(\.name).joined(separator: ", ")))") }
+        }
         for (index, (label, projections)) in sets.enumerated() {
             let path = folder + "-apply-\(index)"
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -22,10 +22,11 @@ import ToteServices
 ///
 ///     ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N]
 ///                   [--facet-calls N] [--live-rate N] [--live-seconds S] [--redis-port P]
-///                   [--catch-up-only] [--facets-only] [--apply-only]
+///                   [--catch-up-only] [--facets-only] [--apply-only [--projection NAME]]
 ///
 /// `--apply-only` measures the projections alone on the generated log held in memory, with no
-/// PostgreSQL (ApplyOnly.swift). `--catch-up-only` stops after the catch-up and also measures each projection alone (catalog,
+/// PostgreSQL (ApplyOnly.swift); `--projection NAME` limits it to one projection alone, or
+/// `all` to the run of all of them together (for `perf`). `--catch-up-only` stops after the catch-up and also measures each projection alone (catalog,
 /// autocomplete, orders), each from zero into its own fresh environment: to iterate on the
 /// projections without the point-read, facet and live phases. `--facets-only` skips the point
 /// reads and the live phase.
@@ -53,9 +54,11 @@ enum ReadSideBench {
         var catchUpOnly = false
         var facetsOnly = false
         var applyOnly = false
+        /// `--projection NAME` (apply-only): measure only this projection, alone (`all`: only all together).
+        var projection: String?
     }
 
-    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--max-batch-size N] [--synced-catch-up] [--defer-live] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only] [--apply-only]"
+    static let usage = "usage: ReadSideBench [--products N] [--orders N] [--seconds S] [--callers N] [--connections N] [--facet-calls N] [--live-rate N] [--live-seconds S] [--batch-size N] [--max-batch-size N] [--synced-catch-up] [--defer-live] [--redis-port P] [--redis-benchmark PATH] [--catch-up-only] [--facets-only] [--apply-only [--projection NAME]]"
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN)
@@ -81,6 +84,7 @@ enum ReadSideBench {
                 case "--catch-up-only": options.catchUpOnly = true
                 case "--facets-only": options.facetsOnly = true
                 case "--apply-only": options.applyOnly = true
+                case "--projection": options.projection = try arguments.value()
                 case "-h", "--help": print(usage); return
                 default: throw arguments.unknownOption()
                 }
