@@ -87,15 +87,15 @@ public enum AutocompleteTop {
     static func key(_ table: UInt8, _ prefix: [UInt8]) -> [UInt8] { [table] + prefix }
 
     /// The prefixes (UTF-8, cut at scalar boundaries) of 1 to ``maxPrefixLength`` scalars of `tokens`.
-    static func prefixes(_ tokens: [String]) -> Set<[UInt8]> {
-        var out = Set<[UInt8]>()
+    static func prefixes(_ tokens: [String]) -> Set<ByteKey> {
+        var out = Set<ByteKey>()
         for t in tokens {
             let bytes = Array(t.utf8)
             var end = 0, n = 0
             for s in t.unicodeScalars {
                 end += UTF8.width(s)
                 n += 1
-                out.insert(Array(bytes[..<end]))
+                out.insert(ByteKey(Array(bytes[..<end])))
                 if n == maxPrefixLength { break }
             }
         }
@@ -248,7 +248,7 @@ public enum AutocompleteTop {
     /// The entities a batch changed, each with its record before the batch's first change, and
     /// every scalar their tokens used on the way: what ``flush(_:_:)`` rewrites the lists from.
     struct Changes {
-        var before: [[UInt8]: AutocompleteEntity?] = [:]
+        var before: [ByteKey: AutocompleteEntity?] = [:]
         var asciiScalars: (UInt64, UInt64) = (0, 0)
         var otherScalars = Set<Unicode.Scalar>()
         /// Per product id, the brand and category entity keys its units also go to (what its
@@ -257,10 +257,11 @@ public enum AutocompleteTop {
         var productTargets: [String: [[UInt8]]] = [:]
 
         /// Whether the entity's record before the batch is noted already.
-        func knows(_ key: [UInt8]) -> Bool { before.index(forKey: key) != nil }
+        func knows(_ key: [UInt8]) -> Bool { before.index(forKey: ByteKey(key)) != nil }
 
         /// Notes the record the entity under `key` had before the batch (first call only).
         mutating func noteBefore(_ key: [UInt8], _ old: AutocompleteEntity?) {
+            let key = ByteKey(key)
             if before.index(forKey: key) == nil { before[key] = .some(old) }
         }
 
@@ -295,17 +296,34 @@ public enum AutocompleteTop {
         }
     }
 
-    /// A change of one entity in the lists: what to put back (nil: no longer under the prefix
-    /// or not active), with its record encoded once for every list.
-    private struct Change {
-        var key: [UInt8]
-        var new: Entry?
-        var record: [UInt8]
+    /// A change of one entity in the lists: what to put back (nil: not active), with its record
+    /// encoded once for every list. A class: one change is listed under each of the entity's
+    /// prefixes (tens of lists), and a reference is one retain where the struct was five.
+    private final class Change {
+        let key: [UInt8]
+        let new: Entry?
+        let record: [UInt8]
         /// Its units before the batch, when it was active then (a full list's last entry is
         /// compared as it was).
-        var unitsBefore: UInt64?
+        let unitsBefore: UInt64?
         /// Whether the units changed.
-        var unitsChanged: Bool
+        let unitsChanged: Bool
+
+        init(key: [UInt8], new: Entry?, record: [UInt8], unitsBefore: UInt64?, unitsChanged: Bool) {
+            self.key = key
+            self.new = new
+            self.record = record
+            self.unitsBefore = unitsBefore
+            self.unitsChanged = unitsChanged
+        }
+    }
+
+    /// A change as one list sees it: the entity stays under the list's prefix, or leaves it.
+    private struct Listed {
+        let change: Change
+        let stays: Bool
+        /// What to put back in this list (nil: no longer under the prefix, or not active).
+        var new: Entry? { stays ? change.new : nil }
     }
 
     /// Rewrites every list the batch's changes move or change, each at most once, and grows the
@@ -314,8 +332,9 @@ public enum AutocompleteTop {
     /// bytes.
     @discardableResult
     static func flush(_ changes: Changes, _ store: inout some ReadModelWriter) throws -> FlushStats {
-        var byTable: [[UInt8]: [Change]] = [:]
-        for (key, old) in changes.before {
+        var byTable: [ByteKey: [Listed]] = [:]
+        for (byteKey, old) in changes.before {
+            let key = byteKey.bytes
             let new = try AutocompleteProjection.entity(key, store)
             let o = old.flatMap { $0.active ? $0 : nil }, n = new.flatMap { $0.active ? $0 : nil }
             if o?.score == n?.score && o?.text == n?.text && o?.ref == n?.ref && o?.tokens == n?.tokens { continue }
@@ -324,32 +343,31 @@ public enum AutocompleteTop {
             let newPrefixes = prefixes(n?.tokens ?? [])
             let all = o?.tokens == n?.tokens ? newPrefixes : newPrefixes.union(prefixes(o?.tokens ?? []))
             for p in all {
-                var c = change
-                if !newPrefixes.contains(p) { c.new = nil }
-                byTable[[0] + p, default: []].append(c)
-                byTable[[key[0]] + p, default: []].append(c)
+                let listed = Listed(change: change, stays: newPrefixes.contains(p))
+                byTable[ByteKey([0] + p.bytes), default: []].append(listed)
+                byTable[ByteKey([key[0]] + p.bytes), default: []].append(listed)
             }
         }
         var stats = FlushStats()
         var units = UnitsCache()
-        for (tableKey, list) in byTable { try update(tableKey, list, &units, &stats, &store) }
+        for (tableKey, list) in byTable { try update(tableKey.bytes, list, &units, &stats, &store) }
         try growAlphabet(changes, &store)
         return stats
     }
 
     /// Current units of unchanged entities, read once per flush.
     struct UnitsCache {
-        var known: [[UInt8]: UInt64] = [:]
+        var known: [ByteKey: UInt64] = [:]
 
         mutating func get(_ key: [UInt8], _ store: some ReadModelReader) throws -> UInt64 {
-            if let u = known[key] { return u }
+            if let u = known[ByteKey(key)] { return u }
             let u = try AutocompleteTop.units(key, store)
-            known[key] = u
+            known[ByteKey(key)] = u
             return u
         }
     }
 
-    private static func update(_ tableKey: [UInt8], _ changes: [Change], _ cache: inout UnitsCache, _ stats: inout FlushStats,
+    private static func update(_ tableKey: [UInt8], _ changes: [Listed], _ cache: inout UnitsCache, _ stats: inout FlushStats,
                                _ store: inout some ReadModelWriter) throws {
         stats.lists += 1
         let stored = try store.get(AutocompleteLayout.top, tableKey) ?? []
@@ -361,16 +379,17 @@ public enum AutocompleteTop {
         var threshold: SlotList.Slot?
         if list.slots.count >= capacity, var last = list.slots.last {
             let key = list.keyBytes(last)
-            last.units = try changes.first(where: { $0.key == key })?.unitsBefore ?? cache.get(key, store)
+            last.units = try changes.first(where: { $0.change.key == key })?.change.unitsBefore ?? cache.get(key, store)
             last.unitsKnown = true
             threshold = last
         }
         var hints: [Int?] = []
         hints.reserveCapacity(changes.count)
-        for c in changes { hints.append(list.remove(key: c.key)) }
+        for c in changes { hints.append(list.remove(key: c.change.key)) }
         var unitsOnly = false
-        for (c, hint) in zip(changes, hints) {
-            guard let e = c.new else { continue }
+        for (listed, hint) in zip(changes, hints) {
+            guard let e = listed.new else { continue }
+            let c = listed.change
             let slot = list.add(record: c.record, key: c.key, units: e.units)
             // Below the old last entry, an entity the list never held may rank higher.
             if let threshold, try list.precedes(threshold, slot, &cache, store) { continue }

@@ -99,14 +99,6 @@ public struct CatalogProjection: Projection {
         }
     }
 
-    /// A key as a dictionary key hashed in one call over its bytes (`[UInt8]` hashes byte by
-    /// byte).
-    struct ByteKey: Hashable {
-        var bytes: [UInt8]
-        init(_ bytes: [UInt8]) { self.bytes = bytes }
-        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-    }
-
     /// Ids to add to and remove from one posting chunk (each ascending; disjoint, since a product
     /// is recomputed once per batch).
     struct ChunkChange {

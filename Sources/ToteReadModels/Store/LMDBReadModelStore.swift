@@ -26,6 +26,11 @@ public final class LMDBReadModelStore: ReadModelSource {
         public var description: String
     }
 
+    /// A write to a database no projection of the store at `path` declared.
+    static func undeclared(_ database: String, _ path: String) -> Failure {
+        Failure(description: "database \(database) is not declared by any projection of the store at \(path)")
+    }
+
     public let environment: Environment
     /// The single writer (nil when opened read-only).
     public let writer: Writer?
@@ -283,7 +288,7 @@ struct LMDBReadModelReader: ReadModelReader {
 /// changes first. Used only on the writer thread, inside one transaction.
 final class WriteOverlay {
     /// database → key → the value to store (nil: delete).
-    var databases: [String: [[UInt8]: [UInt8]?]] = [:]
+    var databases: [String: [ByteKey: [UInt8]?]] = [:]
     /// Entries over all databases.
     var count = 0
     /// Scans running now: the overlay is not written out past its limit inside one (a scan's
@@ -296,11 +301,11 @@ final class WriteOverlay {
     @inline(__always)
     func lookup(_ database: String, _ key: [UInt8]) -> [UInt8]?? {
         guard count > 0, let entries = databases[database] else { return nil }
-        return entries[key]
+        return entries[ByteKey(key)]
     }
 
     func set(_ database: String, _ key: [UInt8], _ value: [UInt8]?) {
-        let old = databases[database, default: [:]].updateValue(value, forKey: key)
+        let old = databases[database, default: [:]].updateValue(value, forKey: ByteKey(key))
         if old == nil { count += 1 }
     }
 }
@@ -318,9 +323,7 @@ public struct LMDBReadModelWriter: ReadModelWriter {
     let overlay = WriteOverlay()
 
     private func handle(_ database: String) throws -> Database {
-        guard let handle = handles[database] else {
-            throw LMDBReadModelStore.Failure(description: "database \(database) is not declared by any projection of the store at \(path)")
-        }
+        guard let handle = handles[database] else { throw LMDBReadModelStore.undeclared(database, path) }
         return handle
     }
 
@@ -369,7 +372,7 @@ public struct LMDBReadModelWriter: ReadModelWriter {
         let handle = try handle(database)
         let txn = transaction
         for (key, value) in entries {
-            if let value { try txn.pointee.put(handle, key, value) } else { _ = try txn.pointee.delete(handle, key) }
+            if let value { try txn.pointee.put(handle, key.bytes, value) } else { _ = try txn.pointee.delete(handle, key.bytes) }
         }
     }
 

@@ -94,9 +94,7 @@ struct StagingWriter: ReadModelWriter {
     let path: String
 
     private func check(_ database: String) throws {
-        guard snapshot.handles[database] != nil else {
-            throw LMDBReadModelStore.Failure(description: "database \(database) is not declared by any projection of the store at \(path)")
-        }
+        guard snapshot.handles[database] != nil else { throw LMDBReadModelStore.undeclared(database, path) }
     }
 
     func get(_ database: String, _ key: [UInt8]) throws -> [UInt8]? {
@@ -148,7 +146,7 @@ struct StagingWriter: ReadModelWriter {
                     if reverse ? c <= 0 : c >= 0 { break }
                 }
                 next += 1
-                if case .some(.some(let value)) = entries[staged] {
+                if case .some(.some(let value)) = entries[ByteKey(staged)] {
                     let more = try staged.withUnsafeBytes { k in try value.withUnsafeBytes { v in try body(k, v) } }
                     if !more { return false }
                 }
@@ -162,7 +160,7 @@ struct StagingWriter: ReadModelWriter {
                 // Staged over the snapshot's value: the staged one, or nothing when deleted.
                 let staged = pending[next]
                 next += 1
-                guard case .some(.some(let replacement)) = entries[staged] else { return true }
+                guard case .some(.some(let replacement)) = entries[ByteKey(staged)] else { return true }
                 let more = try replacement.withUnsafeBytes { try body(key, $0) }
                 if !more { stopped = true }
                 return more
@@ -352,11 +350,9 @@ extension LMDBReadModelWriter {
         try recordLayout(of: staged.projection)
         guard let changes = staged.changes else { return }
         for (database, entries) in changes.overlay.databases.sorted(by: { $0.key < $1.key }) {
-            guard let handle = handles[database] else {
-                throw LMDBReadModelStore.Failure(description: "database \(database) is not declared by any projection of the store at \(path)")
-            }
+            guard let handle = handles[database] else { throw LMDBReadModelStore.undeclared(database, path) }
             for key in changes.keysInOrder(database) {
-                if let value = entries[key]! {
+                if let value = entries[ByteKey(key)]! {
                     try transaction.pointee.put(handle, key, value)
                 } else {
                     _ = try transaction.pointee.delete(handle, key)
