@@ -54,6 +54,26 @@ struct CatalogPostingListTests {
         #expect(TextNormalizer.tokens("15.6\" Laptop") == ["15", "6", "laptop"])
     }
 
+    @Test("the ASCII fast path gives the tokens of the general path, and leaves other text to it")
+    func asciiTokensMatchTheGeneralPath() {
+        var rng = SplitMix64(seed: 7)
+        let alphabet = Array("abcXYZ019 -'.,()/\"&\t\r\n")
+        for round in 0..<5_000 {
+            // Short names most of the time, now and then a text long enough for the set.
+            let length = round % 50 == 0 ? 400 : Int(rng.next() % 24)
+            let text = String((0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+            #expect(TextNormalizer.asciiTokens(text) == TextNormalizer.unicodeTokens(text), "\(text.debugDescription)")
+        }
+        #expect(TextNormalizer.asciiTokens("Crème") == nil)
+        #expect(TextNormalizer.tokens("Crème Brûlée T-Shirt") == ["creme", "brulee", "tshirt", "t", "shirt"])
+        // Text that folds to ASCII takes the fast path after folding; the rest the general one.
+        let accented = Array("aéÉßøñ Z-'’.\u{301}日本")
+        for _ in 0..<2_000 {
+            let text = String((0..<Int(rng.next() % 20)).map { _ in accented[Int(rng.next() % UInt64(accented.count))] })
+            #expect(TextNormalizer.tokens(text) == TextNormalizer.unicodeTokens(text), "\(text.debugDescription)")
+        }
+    }
+
     @Test func keyEncodings() {
         #expect(CatalogLayout.decimalString(156, 1) == "15.6")
         #expect(CatalogLayout.decimalString(-5, 2) == "-0.05")

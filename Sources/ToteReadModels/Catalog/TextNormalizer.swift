@@ -32,10 +32,71 @@ public enum TextNormalizer {
     /// Index tokens of `text`: folded words, plus hyphen/apostrophe-joined compounds, unique, in
     /// order of first appearance.
     public static func tokens(_ text: String) -> [String] {
+        if let ascii = asciiTokens(text) { return ascii }
+        // Most other text folds to ASCII ("Crème" → "creme"), and folding twice changes nothing.
+        let folded = fold(text)
+        return asciiTokens(folded) ?? tokens(folded: folded)
+    }
+
+    /// ``tokens(_:)`` of ASCII text (nil for anything else), byte by byte: the same tokens as
+    /// ``unicodeTokens(_:)`` gives, without its `Character` iteration, Unicode property lookups
+    /// and intermediate strings (a tenth of the catalog's and autocomplete's catch-up profiles).
+    /// In ASCII the letters and digits are exactly `[A-Za-z0-9]`, folding is lowercasing, and
+    /// `-` and `'` join.
+    static func asciiTokens(_ text: String) -> [String]? {
+        var text = text
+        return text.withUTF8 { bytes -> [String]? in
+            var result: [String] = []
+            // Names and attribute values have a handful of tokens: a linear search beats hashing
+            // them; long texts switch to a set.
+            var seen: Set<String>?
+            func add(_ token: String) {
+                if let set = seen {
+                    if set.contains(token) { return }
+                } else if result.contains(token) {
+                    return
+                }
+                result.append(token)
+                if seen != nil { seen!.insert(token) } else if result.count > 32 { seen = Set(result) }
+            }
+            var compound: [UInt8] = []  // the compound's parts, joined
+            var parts: [Range<Int>] = []  // each part's range in `compound`
+            var partStart = 0
+            func endWord() {
+                if compound.count > partStart { parts.append(partStart..<compound.count) }
+                partStart = compound.count
+            }
+            func endCompound() {
+                endWord()
+                if parts.count > 1 { add(String(decoding: compound, as: UTF8.self)) }
+                for part in parts { add(String(decoding: compound[part], as: UTF8.self)) }
+                compound.removeAll(keepingCapacity: true)
+                parts.removeAll(keepingCapacity: true)
+                partStart = 0
+            }
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): compound.append(byte)
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): compound.append(byte | 0x20)
+                case UInt8(ascii: "-"), UInt8(ascii: "'"): endWord()
+                case 0x80...: return nil
+                default: endCompound()
+                }
+            }
+            endCompound()
+            return result
+        }
+    }
+
+    /// ``tokens(_:)`` for any text, by `Character`.
+    static func unicodeTokens(_ text: String) -> [String] { tokens(folded: fold(text)) }
+
+    /// ``unicodeTokens(_:)`` of text ``fold(_:)`` returned.
+    private static func tokens(folded: String) -> [String] {
         var result: [String] = []
         var seen = Set<String>()
         func add(_ t: String) { if !t.isEmpty && seen.insert(t).inserted { result.append(t) } }
-        for compound in compounds(fold(text)) {
+        for compound in compounds(folded) {
             let parts = compound
             if parts.count > 1 { add(parts.joined()) }
             for p in parts { add(p) }
