@@ -118,10 +118,15 @@ public struct AutocompleteProjection: Projection {
 
     private func apply<W: ReadModelWriter>(stream: String, data: [UInt8], _ store: inout W, _ changes: inout AutocompleteTop.Changes) throws {
         if stream.hasPrefix("product-") {
+            // Variants and prices change no suggestion (see applyProduct): skipped undecoded.
+            let kind = EventPeek.lastField(data)
+            if kind == EventPeek.ProductCase.variantAdded || kind == EventPeek.ProductCase.pricesSet { return }
             try applyProduct(try Tote_V1_ProductEvent(serializedBytes: data), &store, &changes)
         } else if stream.hasPrefix("category-") {
             try applyCategory(try Tote_V1_CategoryEvent(serializedBytes: data), &store, &changes)
         } else if stream.hasPrefix("order-") {
+            // Only a placed order's lines add units.
+            if let kind = EventPeek.lastField(data), kind != EventPeek.OrderCase.placed { return }
             let e = try Tote_V1_OrderEvent(serializedBytes: data)
             if case .orderPlaced(let placed)? = e.event {
                 for line in placed.lines where line.quantity > 0 { try addUnits(UInt64(line.quantity), product: line.productID, &store, &changes) }

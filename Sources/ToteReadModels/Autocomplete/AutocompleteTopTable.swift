@@ -552,17 +552,27 @@ public enum AutocompleteTop {
         mutating func insert(_ slot: Slot, near hint: Int?, _ cache: inout UnitsCache, _ store: some ReadModelReader) throws {
             if let hint {
                 var at = min(hint, slots.count)
-                while at > 0, try precedes(slot, slots[at - 1], &cache, store) { at -= 1 }
-                while at < slots.count, try precedes(slots[at], slot, &cache, store) { at += 1 }
+                while at > 0, try precedes(slot, resolved(at - 1, &cache, store), &cache, store) { at -= 1 }
+                while at < slots.count, try precedes(resolved(at, &cache, store), slot, &cache, store) { at += 1 }
                 slots.insert(slot, at: at)
                 return
             }
             var lo = 0, hi = slots.count
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if try precedes(slots[mid], slot, &cache, store) { lo = mid + 1 } else { hi = mid }
+                if try precedes(resolved(mid, &cache, store), slot, &cache, store) { lo = mid + 1 } else { hi = mid }
             }
             slots.insert(slot, at: lo)
+        }
+
+        /// Slot `i` with its units read (once per flush of this list: a list that takes many
+        /// changes compares them with the same neighbours again and again).
+        private mutating func resolved(_ i: Int, _ cache: inout UnitsCache, _ store: some ReadModelReader) throws -> Slot {
+            if !slots[i].unitsKnown {
+                slots[i].units = try cache.get(keyBytes(slots[i]), store)
+                slots[i].unitsKnown = true
+            }
+            return slots[i]
         }
 
         /// Whether the list still encodes to its stored value: the same entities in the same order
