@@ -103,17 +103,20 @@ struct StagedApplyTests {
         }
     }
 
-    @Test("the four projections staged side by side write the bytes and cursors of applying them in turn, whatever the batch split")
+    @Test("the four projections staged side by side write the bytes and cursors of applying them in turn, whatever the batch split or map growth")
     func stagedEqualsInTurn() async throws {
-        let inTurn = LMDBTestFolder(), staged = LMDBTestFolder(), stagedOtherSplit = LMDBTestFolder()
+        let inTurn = LMDBTestFolder(), staged = LMDBTestFolder(), stagedOtherSplit = LMDBTestFolder(), growing = LMDBTestFolder()
         let reference = try LMDBReadModelStore(path: inTurn.path, projections: ReadSide.projections, configuration: .init(noSync: true))
         try await Self.applyAll(Self.log, to: reference, batch: 1000, threads: 1)
         let expected = try reference.snapshot(includingCursors: true)
         await reference.shutdown()
-        for (folder, batch) in [(staged, 1000), (stagedOtherSplit, 4321)] {
-            let store = try LMDBReadModelStore(path: folder.path, projections: ReadSide.projections, configuration: .init(noSync: true))
+        // The last store starts with a 256 KiB map: the writer, copying one projection's changes
+        // while others still stage, finds it full again and again and grows it past their snapshots.
+        for (folder, batch, mapSize) in [(staged, 1000, 64 << 20), (stagedOtherSplit, 4321, 64 << 20), (growing, 4321, 256 << 10)] {
+            let store = try LMDBReadModelStore(path: folder.path, projections: ReadSide.projections, configuration: .init(mapSize: mapSize, noSync: true))
             try await Self.applyAll(Self.log, to: store, batch: batch, threads: 2)
-            #expect(try store.snapshot(includingCursors: true) == expected, "batches of \(batch)")
+            #expect(try store.snapshot(includingCursors: true) == expected, "batches of \(batch), map of \(mapSize) bytes at first")
+            if mapSize < 1 << 20 { #expect(try store.environment.info().mapSize > 16 * mapSize, "the map grew") }
             // A replayed batch changes nothing: each projection skips what its cursor passed.
             try await store.apply(Array(Self.log.suffix(600)), projections: ReadSide.projections, stagingThreads: 2, logger: Self.logger)
             #expect(try store.snapshot(includingCursors: true) == expected, "replay after batches of \(batch)")

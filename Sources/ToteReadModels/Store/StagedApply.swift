@@ -216,10 +216,20 @@ extension LMDBReadModelStore {
         do {
             if stagingThreads > 1, projections.count > 1, batch.count >= Self.stagingMinimum {
                 do {
-                    let staged = try await stage(batch, projections: projections, after: after, threads: stagingThreads)
-                    try await write(durability: durability) { writer in
-                        for one in staged { try writer.commit(one, last: last) }
+                    // Each projection's changes are copied into the transaction as soon as it and
+                    // those before it are staged, while the others still stage: the copy overlaps
+                    // their work instead of following it. (The writer thread waits meanwhile; a
+                    // map that must grow waits for the staging threads' snapshots to end.)
+                    let round = try startStaging(batch, last: last, projections: projections, after: after, threads: stagingThreads)
+                    do {
+                        try await write(durability: durability) { writer in
+                            for index in 0..<round.jobs { try writer.commit(try round.wait(for: index), last: last) }
+                        }
+                    } catch {
+                        await round.allDone()
+                        throw error
                     }
+                    await round.allDone()
                 } catch let fallback as StagingFallback {
                     logger.debug("batch applied inside the transaction", metadata: ["reason": "\(fallback.reason)"])
                     try await applyInTransaction(batch, projections: projections, after: after, durability: durability)
@@ -263,10 +273,18 @@ extension LMDBReadModelStore {
     /// the next projection when done), every one over its own snapshot. A projection whose
     /// cursor is behind `after` refuses the batch, as the classic path does.
     func stage(_ batch: [RecordedEvent], projections: [any Projection], after: LogPosition?, threads: Int) async throws -> [StagedBatch] {
+        guard let last = batch.last?.position else { return [] }
+        let round = try startStaging(batch, last: last, projections: projections, after: after, threads: threads)
+        await round.allDone()
+        return try (0..<round.jobs).map { try round.wait(for: $0) }
+    }
+
+    /// Starts staging `batch`, whose last event is at `last` (see
+    /// ``stage(_:projections:after:threads:)``), and returns at once.
+    private func startStaging(_ batch: [RecordedEvent], last: LogPosition, projections: [any Projection], after: LogPosition?, threads: Int) throws -> StagingRound {
         let handles = try databaseHandles()
         let environment = self.environment
         let path = self.path
-        guard let last = batch.last?.position else { return [] }
         let shared = StagingRound(jobs: projections.count, workers: max(1, min(threads, projections.count)))
         let stageOne = { @Sendable (index: Int) -> Result<StagedBatch, any Error> in
             let projection = projections[index]
@@ -288,33 +306,35 @@ extension LMDBReadModelStore {
                 }
             }
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            for _ in 0..<shared.workers {
-                let thread = Thread {
-                    while let index = shared.nextJob() { shared.finish(index, stageOne(index)) }
-                    if shared.workerDone() { continuation.resume() }
-                }
-                thread.name = "tote-projector-stage"
-                thread.start()
+        for _ in 0..<shared.workers {
+            let thread = Thread {
+                while let index = shared.nextJob() { shared.finish(index, stageOne(index)) }
+                shared.workerDone()
             }
+            thread.name = "tote-projector-stage"
+            thread.start()
         }
-        return try shared.results()
+        return shared
     }
 }
 
-/// The shared state of one staging round: the next projection to take, the results, and how
-/// many threads are still working.
+/// The shared state of one staging round: the next projection to take, each one's outcome as
+/// it is staged, and how many threads are still working.
 private final class StagingRound: Sendable {
     let jobs: Int
     let workers: Int
     private let next = Atomic<Int>(0)
-    private let working: Atomic<Int>
     private let outcomes: Mutex<[Int: Result<StagedBatch, any Error>]> = Mutex([:])
+    /// Signalled once per job when its outcome is in (``wait(for:)`` blocks a thread on it).
+    private let staged: [DispatchSemaphore]
+    /// Threads still working, and who waits for the last one.
+    private let working: Mutex<(count: Int, waiter: CheckedContinuation<Void, Never>?)>
 
     init(jobs: Int, workers: Int) {
         self.jobs = jobs
         self.workers = workers
-        self.working = Atomic(workers)
+        self.staged = (0..<jobs).map { _ in DispatchSemaphore(value: 0) }
+        self.working = Mutex((workers, nil))
     }
 
     /// The next projection's index, nil when all are taken.
@@ -325,16 +345,39 @@ private final class StagingRound: Sendable {
 
     func finish(_ index: Int, _ outcome: Result<StagedBatch, any Error>) {
         outcomes.withLock { $0[index] = outcome }
+        staged[index].signal()
     }
 
-    /// True for the last thread to finish.
-    func workerDone() -> Bool {
-        working.subtract(1, ordering: .acquiringAndReleasing).newValue == 0
+    /// Projection `index`'s staged batch (or its error), blocking the calling thread until it
+    /// is staged: call it from the writer's thread or after ``allDone()``, never on the
+    /// cooperative pool while staging runs. May be called again for the same index.
+    func wait(for index: Int) throws -> StagedBatch {
+        staged[index].wait()
+        staged[index].signal()
+        return try outcomes.withLock { $0[index]! }.get()
     }
 
-    /// Every projection's staged batch, in order; the first error otherwise.
-    func results() throws -> [StagedBatch] {
-        try outcomes.withLock { outcomes in try (0..<jobs).map { try outcomes[$0]!.get() } }
+    /// A staging thread has nothing left to take.
+    func workerDone() {
+        let waiter = working.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.count -= 1
+            guard state.count == 0 else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when every staging thread is done (nothing reads the batch or a snapshot after).
+    func allDone() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let finished = working.withLock { state -> Bool in
+                if state.count == 0 { return true }
+                state.waiter = continuation
+                return false
+            }
+            if finished { continuation.resume() }
+        }
     }
 }
 
