@@ -41,15 +41,6 @@ public final class Environment: Sendable {
         /// the meta page is written but flushed only by the next commit or ``Environment/sync(force:)``.
         /// Integrity holds; a system crash may undo the last commit (a process crash loses nothing).
         public var noMetaSync: Bool
-        /// Write through a writable memory map (`MDB_WRITEMAP`; ignored when read-only): a
-        /// transaction's new pages are written in the map itself instead of in buffers LMDB
-        /// allocates and then copies into the file with `pwritev` at commit. The catch-up of the
-        /// read models ran 19 % faster with it (benchmarks/RESULTS.md). LMDB then keeps the file
-        /// as large as the map, and a page the file has no disk block for would fault (SIGBUS) on a
-        /// full disk instead of failing the commit, so the environment reserves the map's disk
-        /// space (`posix_fallocate`) whenever it opens or grows it, and reports a full disk as
-        /// an ``LMDBError`` there. Every writer of one environment must use the same setting.
-        public var writeMap: Bool
         /// The file mode of created files.
         public var fileMode: UInt32
 
@@ -61,7 +52,6 @@ public final class Environment: Sendable {
             readOnly: Bool = false,
             noSync: Bool = false,
             noMetaSync: Bool = false,
-            writeMap: Bool = true,
             fileMode: UInt32 = 0o644
         ) {
             self.mapSize = mapSize
@@ -71,7 +61,6 @@ public final class Environment: Sendable {
             self.readOnly = readOnly
             self.noSync = noSync
             self.noMetaSync = noMetaSync
-            self.writeMap = writeMap
             self.fileMode = fileMode
         }
     }
@@ -123,14 +112,7 @@ public final class Environment: Sendable {
             if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
             if configuration.noSync { flags |= UInt32(MDB_NOSYNC) }
             if configuration.noMetaSync { flags |= UInt32(MDB_NOMETASYNC) }
-            let writeMap = configuration.writeMap && !configuration.readOnly
-            if writeMap { flags |= UInt32(MDB_WRITEMAP) }
             try LMDBError.check(mdb_env_open(env, path, flags, mdb_mode_t(configuration.fileMode)), "mdb_env_open(\(path))")
-            if writeMap {
-                var info = MDB_envinfo()
-                try LMDBError.check(mdb_env_info(env, &info), "mdb_env_info(\(path))")
-                try Self.reserveDisk(env, bytes: info.me_mapsize, path: path)
-            }
         } catch {
             mdb_env_close(env)
             throw error
@@ -322,22 +304,9 @@ public final class Environment: Sendable {
             throw LMDBError(code: .mapFull, operation: "grow map of \(path) beyond maxMapSize \(configuration.maxMapSize)")
         }
         let next = min(configuration.maxMapSize, max(current * 2, current + (1 << 20)))
-        // The disk first: with MDB_WRITEMAP a map larger than the blocks behind it could fault.
-        if configuration.writeMap && !configuration.readOnly { try Self.reserveDisk(handle, bytes: next, path: path) }
         resizeLock.lockExclusive()
         defer { resizeLock.unlockExclusive() }
         try LMDBError.check(mdb_env_set_mapsize(handle, next), "mdb_env_set_mapsize(\(next), \(path))")
-    }
-
-    /// Allocates disk blocks for the first `bytes` of the data file (see
-    /// ``Configuration/writeMap``); a full disk is an error here, never a fault in a write.
-    private static func reserveDisk(_ env: OpaquePointer, bytes: Int, path: String) throws(LMDBError) {
-        var fd: mdb_filehandle_t = -1
-        try LMDBError.check(mdb_env_get_fd(env, &fd), "mdb_env_get_fd(\(path))")
-        let rc = posix_fallocate(fd, 0, off_t(bytes))
-        guard rc == 0 else {
-            throw LMDBError(code: .init(rawValue: rc), operation: "posix_fallocate(\(bytes) bytes for the memory map of \(path))")
-        }
     }
 }
 

@@ -35,8 +35,6 @@ public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let cancelled = Code(rawValue: 125)
         /// `EINVAL`: an invalid argument (e.g. an empty key).
         public static let invalidArgument = Code(rawValue: 22)
-        /// `ENOSPC`: no disk space left (e.g. for a map written through, ``Environment/Configuration/writeMap``).
-        public static let noSpace = Code(rawValue: 28)
 
         public var description: String { String(cString: mdb_strerror(rawValue)) }
     }

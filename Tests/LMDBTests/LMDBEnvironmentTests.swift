@@ -193,32 +193,6 @@ struct LMDBEnvironmentTests {
         }
     }
 
-    @Test("written through the map, the data file has disk blocks for the whole map when opened and after it grows")
-    func writeMapReservesDisk() throws {
-        func allocated(_ folder: TemporaryFolder) throws -> Int {
-            var info = stat()
-            guard stat(folder.path + "/data.mdb", &info) == 0 else { throw LMDBError(code: .noSuchFile, operation: "stat") }
-            return Int(info.st_blocks) * 512
-        }
-        let through = TemporaryFolder(), buffered = TemporaryFolder()
-        let env = try Environment(path: through.path, configuration: .init(mapSize: 1 << 20, noSync: true))
-        #expect(try allocated(through) >= 1 << 20)
-        let db = try env.database("big")
-        let value = [UInt8](repeating: 7, count: 1000)
-        try env.write { txn in for i in 0..<4000 { try txn.put(db, bytes("key-\(i)"), value) } }
-        let grown = try env.info().mapSize
-        #expect(grown > 1 << 20)
-        #expect(try allocated(through) >= grown)
-        // A read-only open (as `tote query` does) reads it all and leaves the file alone.
-        let reader = try Environment(path: through.path, configuration: .init(readOnly: true))
-        let readerDB = try reader.database("big", create: true)  // read-only: opened, not created
-        #expect(try reader.read { try $0.get(readerDB, bytes("key-3999")) } == value)
-        // Without it, LMDB's file holds only the pages written so far.
-        let plain = try Environment(path: buffered.path, configuration: .init(mapSize: 1 << 20, noSync: true, writeMap: false))
-        _ = try plain.database("big")
-        #expect(try allocated(buffered) < 1 << 20)
-    }
-
     @Test("the map stops growing at maxMapSize: a typed map-full error, nothing written")
     func mapLimit() throws {
         let folder = TemporaryFolder()
