@@ -113,4 +113,23 @@ struct CatalogPostingChunkTests {
             #expect(filled.ids == union.sorted())
         }
     }
+
+    /// Counting probes ids without branching on the answer; ids past the set's last word (a list
+    /// read from a snapshot newer than the set's universe) must count as absent, never be read.
+    @Test("counting ids past a small set's words counts them as absent")
+    func countPastTheSet() {
+        var rng = SplitMix64(seed: 31)
+        for _ in 0..<40 {
+            let universe = 1 + Int(rng.next() % 300)
+            var set = Set<UInt32>()
+            for _ in 0..<Int(rng.next() % 200) { set.insert(UInt32(rng.next() % UInt64(universe))) }
+            var bitmap = IDBitmap(universe: universe)
+            bitmap.insert(contentsOf: Array(set))
+            let ids = Self.randomChunk([5, 60, 127][Int(rng.next() % 3)], chunk: 0, &rng)
+            #expect(bitmap.count(of: ids) == set.intersection(ids).count)
+            PostingChunk.encode(sortedIDs: ids, chunk: 0).withUnsafeBytes { raw in
+                #expect(bitmap.count(chunk: raw, number: 0) == set.intersection(ids).count)
+            }
+        }
+    }
 }

@@ -181,10 +181,17 @@ public enum CatalogQuery {
         try reader.scan(CatalogLayout.postings, prefix: attributePrefix, from: nil, reverse: false) { k, v in
             guard k.count > attributePrefix.count + Postings.suffixLength else { return true }
             let value = UnsafeRawBufferPointer(rebasing: k[attributePrefix.count..<(k.count - Postings.suffixLength)])
-            if !lastValue.elementsEqual(value) { lastValue = Array(value) }
+            if !Self.equal(lastValue, value) { lastValue = Array(value) }
             try body(lastValue, v, PostingChunk.number(ofKey: k))
             return true
         }
+    }
+
+    /// Whether `a` holds exactly the bytes of `b` (one `memcmp`, not a generic element loop).
+    @inline(__always)
+    private static func equal(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.isEmpty || a.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, b.count) == 0 }
     }
 
     /// Fills everything but the products; returns the page's ids in order.

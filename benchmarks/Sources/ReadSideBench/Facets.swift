@@ -96,6 +96,25 @@ enum Facets {
         """
 
     /// CPU time consumed by the calling thread, in nanoseconds.
+    /// The 16 facet queries in process over `store` (as `--apply-only` built it): thread CPU time
+    /// per call, overall and per query shape, after one warm-up pass. For comparing query code
+    /// in a minute; the figure of record is the full run's, against PostgreSQL and over the wire.
+    static func timeInProcess(_ store: LMDBReadModelStore, calls: Int, label: String) throws {
+        let requests = cases.map(request)
+        for r in requests { _ = try store.read { try CatalogQuery.searchEncoded($0, request: r) } }
+        var all = LatencyHistogram()
+        var shapes = [LatencyHistogram](repeating: LatencyHistogram(), count: requests.count)
+        for i in 0..<max(calls, requests.count) {
+            let start = threadCPUNanoseconds()
+            _ = try store.read { try CatalogQuery.searchEncoded($0, request: requests[i % requests.count]) }
+            let spent = threadCPUNanoseconds() - start
+            all.record(spent)
+            shapes[i % requests.count].record(spent)
+        }
+        let worst = shapes.map { Double($0.value(atPercentile: 99)) / 1e6 }.max() ?? 0
+        print("apply-only, \(label): facet queries in process, thread CPU p50 \(ms(all, 50)) / p99 \(ms(all, 99)) ms over \(all.count) calls; worst shape p99 \(formatFixed(worst, 3)) ms")
+    }
+
     static func threadCPUNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
