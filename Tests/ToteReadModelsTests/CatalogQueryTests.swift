@@ -73,6 +73,19 @@ struct CatalogQueryTests {
         #expect(stats.min.minorUnits == 1000 && stats.max.minorUnits == 4003 - 3)  // stats ignore the price filter
     }
 
+    @Test("omit_price_stats leaves price_stats unset and changes nothing else")
+    func omittedPriceStats() throws {
+        let store = GeneratedFixture.store
+        for category in ["", "clothing", "shoes"] {
+            let full = try search(store) { $0.categorySlug = category; $0.facetAttributes = ["colour", "material"] }
+            var omitted = try search(store) { $0.categorySlug = category; $0.facetAttributes = ["colour", "material"]; $0.omitPriceStats = true }
+            #expect(full.hasPriceStats && full.totalCount > 0)
+            #expect(!omitted.hasPriceStats)
+            omitted.priceStats = full.priceStats
+            #expect(omitted == full)
+        }
+    }
+
     @Test func pagingWalksEveryResultOnce() throws {
         let store = GeneratedFixture.store
         for sort in [Tote_V1_SearchSort.newest, .priceAsc, .priceDesc, .relevance] {

@@ -243,6 +243,11 @@ public nonisolated struct Tote_V1_SearchCatalogRequest: Sendable {
   /// At most this many values per facet, most frequent first; 0 = the service's default.
   public var maxFacetValues: UInt32 = 0
 
+  /// Leave the response's price_stats unset: for a caller that shows no price slider, this saves
+  /// the price-bucket scans that find the lowest and highest price (about a fifth of a facet
+  /// query's time on a 100,000-product catalog).
+  public var omitPriceStats: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -427,7 +432,8 @@ public nonisolated struct Tote_V1_SearchCatalogResponse: Sendable {
   /// One facet per attribute requested (or present).
   public var facets: [Tote_V1_Facet] = []
 
-  /// Prices of the matching products, for a price slider.
+  /// Prices of the matching products, for a price slider; unset when the request omits them or
+  /// nothing matches.
   public var priceStats: Tote_V1_PriceStats {
     get {_priceStats ?? Tote_V1_PriceStats()}
     set {_priceStats = newValue}
@@ -764,7 +770,7 @@ nonisolated extension Tote_V1_PriceRange: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Tote_V1_SearchCatalogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchCatalogRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}category_slug\0\u{1}text\0\u{1}filters\0\u{1}currency\0\u{3}price_range\0\u{3}in_stock_only\0\u{1}sort\0\u{1}page\0\u{3}facet_attributes\0\u{3}max_facet_values\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}category_slug\0\u{1}text\0\u{1}filters\0\u{1}currency\0\u{3}price_range\0\u{3}in_stock_only\0\u{1}sort\0\u{1}page\0\u{3}facet_attributes\0\u{3}max_facet_values\0\u{3}omit_price_stats\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -782,6 +788,7 @@ nonisolated extension Tote_V1_SearchCatalogRequest: SwiftProtobuf.Message, Swift
       case 8: try { try decoder.decodeSingularMessageField(value: &self._page) }()
       case 9: try { try decoder.decodeRepeatedStringField(value: &self.facetAttributes) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.maxFacetValues) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.omitPriceStats) }()
       default: break
       }
     }
@@ -822,6 +829,9 @@ nonisolated extension Tote_V1_SearchCatalogRequest: SwiftProtobuf.Message, Swift
     if self.maxFacetValues != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxFacetValues, fieldNumber: 10)
     }
+    if self.omitPriceStats != false {
+      try visitor.visitSingularBoolField(value: self.omitPriceStats, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -836,6 +846,7 @@ nonisolated extension Tote_V1_SearchCatalogRequest: SwiftProtobuf.Message, Swift
     if lhs._page != rhs._page {return false}
     if lhs.facetAttributes != rhs.facetAttributes {return false}
     if lhs.maxFacetValues != rhs.maxFacetValues {return false}
+    if lhs.omitPriceStats != rhs.omitPriceStats {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -92,6 +92,8 @@ public enum CatalogQuery {
         var facetAttributes: [String]
         var maxFacetValues: Int
         var selected: [String: Set<[UInt8]>]
+        /// Whether the response carries price stats (the request did not omit them).
+        var priceStats: Bool
 
         init(_ r: Tote_V1_SearchCatalogRequest) throws {
             var v = Validator()
@@ -152,6 +154,7 @@ public enum CatalogQuery {
             self.facetAttributes = attributes
             self.maxFacetValues = r.maxFacetValues == 0 ? CatalogQuery.defaultFacetValues : min(Int(r.maxFacetValues), CatalogQuery.maxFacetValues)
             self.selected = Dictionary(uniqueKeysWithValues: filters.map { ($0.attribute, $0.values) })
+            self.priceStats = !r.omitPriceStats
         }
     }
 
@@ -304,8 +307,8 @@ public enum CatalogQuery {
             response.facets.append(facet)
         }
 
-        // Price stats over the matches, ignoring the price filter.
-        if let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice) {
+        // Price stats over the matches, ignoring the price filter, unless the request omits them.
+        if plan.priceStats, let (lo, hi) = try priceStats(reader, plan.currency, withoutPrice) {
             var stats = Tote_V1_PriceStats()
             stats.min.currency = plan.currency
             stats.min.minorUnits = lo

@@ -900,7 +900,7 @@ const ProtobufCMessageDescriptor tote__v1__price_range__descriptor =
   (ProtobufCMessageInit) tote__v1__price_range__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tote__v1__search_catalog_request__field_descriptors[10] =
+static const ProtobufCFieldDescriptor tote__v1__search_catalog_request__field_descriptors[11] =
 {
   {
     "category_slug",
@@ -1022,6 +1022,18 @@ static const ProtobufCFieldDescriptor tote__v1__search_catalog_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "omit_price_stats",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tote__V1__SearchCatalogRequest, omit_price_stats),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tote__v1__search_catalog_request__field_indices_by_name[] = {
   0,   /* field[0] = category_slug */
@@ -1030,6 +1042,7 @@ static const unsigned tote__v1__search_catalog_request__field_indices_by_name[] 
   2,   /* field[2] = filters */
   5,   /* field[5] = in_stock_only */
   9,   /* field[9] = max_facet_values */
+  10,   /* field[10] = omit_price_stats */
   7,   /* field[7] = page */
   4,   /* field[4] = price_range */
   6,   /* field[6] = sort */
@@ -1038,7 +1051,7 @@ static const unsigned tote__v1__search_catalog_request__field_indices_by_name[] 
 static const ProtobufCIntRange tote__v1__search_catalog_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor tote__v1__search_catalog_request__descriptor =
 {
@@ -1048,7 +1061,7 @@ const ProtobufCMessageDescriptor tote__v1__search_catalog_request__descriptor =
   "Tote__V1__SearchCatalogRequest",
   "tote.v1",
   sizeof(Tote__V1__SearchCatalogRequest),
-  10,
+  11,
   tote__v1__search_catalog_request__field_descriptors,
   tote__v1__search_catalog_request__field_indices_by_name,
   1,  tote__v1__search_catalog_request__number_ranges,

@@ -190,10 +190,16 @@ struct  Tote__V1__SearchCatalogRequest
    * At most this many values per facet, most frequent first; 0 = the service's default.
    */
   uint32_t max_facet_values;
+  /*
+   * Leave the response's price_stats unset: for a caller that shows no price slider, this saves
+   * the price-bucket scans that find the lowest and highest price (about a fifth of a facet
+   * query's time on a 100,000-product catalog).
+   */
+  protobuf_c_boolean omit_price_stats;
 };
 #define TOTE__V1__SEARCH_CATALOG_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tote__v1__search_catalog_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0, TOTE__V1__SEARCH_SORT__SEARCH_SORT_UNSPECIFIED, NULL, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0, TOTE__V1__SEARCH_SORT__SEARCH_SORT_UNSPECIFIED, NULL, 0,NULL, 0, 0 }
 
 
 /*
@@ -343,7 +349,8 @@ struct  Tote__V1__SearchCatalogResponse
   size_t n_facets;
   Tote__V1__Facet **facets;
   /*
-   * Prices of the matching products, for a price slider.
+   * Prices of the matching products, for a price slider; unset when the request omits them or
+   * nothing matches.
    */
   Tote__V1__PriceStats *price_stats;
   /*
