@@ -15,16 +15,9 @@ import ToteTestSupport
 /// an append that committed but whose answer was lost).
 @Suite("Bridge report batches, on a real PostgreSQL", .localCluster, .serialized)
 struct BridgeBatchTests {
-    /// Sessions that tolerate 20 s without a heartbeat reply. The stations here answer heartbeats
-    /// from the test process, and on a loaded CI machine (two cores, other suites beside) a reply
-    /// can come seconds late; with the default three missed beats (1.5 s) the bridge closed such a
-    /// station's session, its acknowledgement never came, and the test timed out waiting for it.
-    /// These tests are about batching and conflicts, not liveness.
-    static let session = ControllerSession.Configuration(heartbeatIntervalMicros: 500_000, missedHeartbeats: 40, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000)
-
     @Test("twelve stations reporting at once: every report acknowledged once, every task finished exactly once, fewer appends than reports")
     func burstOfReports() async throws {
-        let node = try await BridgeNode.start(session: Self.session)
+        let node = try await BridgeNode.start()
         defer { Task { await node.stop() } }
         try await node.waitUntilActive()
         try await seedBridgeCatalog(node, skus: ["BATCH-M": 2500], stock: 1000)
@@ -109,7 +102,7 @@ struct BridgeBatchTests {
 
     @Test("conflicting parts in a burst: a report racing an operator's done-by-hand, and one the log already holds, are each recorded once; the burst's other reports too")
     func conflictingParts() async throws {
-        let node = try await BridgeNode.start(session: Self.session)
+        let node = try await BridgeNode.start()
         defer { Task { await node.stop() } }
         try await node.waitUntilActive()
         try await seedBridgeCatalog(node, skus: ["RACE-M": 2500], stock: 1000)
@@ -204,7 +197,7 @@ struct BridgeBatchTests {
 
     @Test("a dispatch whose controller stream another writer moved conflicts, is decided again on the fresh stream, and reaches the station once")
     func dispatchAfterForeignWrite() async throws {
-        let node = try await BridgeNode.start(session: Self.session)
+        let node = try await BridgeNode.start()
         defer { Task { await node.stop() } }
         try await node.waitUntilActive()
         try await seedBridgeCatalog(node, skus: ["MOVED-M": 2500], stock: 10)

@@ -27,10 +27,18 @@ final class BridgeNode: Sendable {
     let bridge: BridgeServices
     let bridgeTask: Task<Void, any Error>
 
+    /// Sessions for tests that are not about liveness: heartbeats every 0.5 s, but 20 s without a
+    /// reply (40 beats) before the bridge closes a session. The stations of these tests answer
+    /// heartbeats from the test process, and on a loaded CI machine (two cores, other suites
+    /// beside) a reply can come seconds late; with three missed beats (1.5 s) the bridge closed
+    /// such a station's session, and the test timed out waiting for an acknowledgement that could
+    /// no longer come (BridgeBatchTests, once). The session's own unit tests cover the timeout.
+    static let session = ControllerSession.Configuration(heartbeatIntervalMicros: 500_000, missedHeartbeats: 40, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000)
+
     /// - Parameters:
     ///   - warehouseID: the bridge's warehouse ("" = every warehouse).
     ///   - locations: stock locations checkout reserves at (default: the demo settings').
-    static func start(database existing: String? = nil, session: ControllerSession.Configuration = .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 30_000_000), bridgeID: String = "bridge-a", warehouseID: String = "", locations: [String]? = nil) async throws -> BridgeNode {
+    static func start(database existing: String? = nil, session: ControllerSession.Configuration = BridgeNode.session, bridgeID: String = "bridge-a", warehouseID: String = "", locations: [String]? = nil) async throws -> BridgeNode {
         let cluster = try LocalCluster.cluster
         let database: String
         if let existing { database = existing } else { database = try await cluster.createDatabase() }
@@ -366,7 +374,7 @@ struct BridgeTests {
     // (b) A Swift controller: commands, duplicate acks, reconnect and resume, grace-period reassignment.
     @Test("a controller gets its command, duplicate acks are ignored, a reconnect resumes with no duplicate completion, a lost pack station's task goes to another")
     func sessionsResumeAndReassign() async throws {
-        let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 1_000_000))
+        let node = try await BridgeNode.start(session: .init(heartbeatIntervalMicros: 500_000, missedHeartbeats: 40, redeliveryTimeoutMicros: 1_000_000, gracePeriodMicros: 1_000_000))
         defer { Task { await node.stop() } }
         try await node.waitUntilActive()
         try await seedBridgeCatalog(node, skus: ["TEE-M": 2500], stock: 10)
