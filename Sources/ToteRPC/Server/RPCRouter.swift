@@ -21,7 +21,10 @@ public struct RPCRouter: Sendable {
     /// handler answers instead.
     typealias ImmediateHandler = @Sendable (ByteBuffer, ServerContext) throws -> ByteBuffer?
 
-    struct Route: Sendable {
+    /// One method's handling. A class: a call holds its route for its whole life, and copying
+    /// one reference per call is cheaper than copying these fields (a measurable share of a
+    /// point read's time on the event loop).
+    final class Route: Sendable {
         let service: ServiceDescriptor
         let kind: CallKind
         let roles: Set<Role>
@@ -29,7 +32,19 @@ public struct RPCRouter: Sendable {
         /// A unary handler that starts on the event loop (see `register(_:inline:unary:)`).
         let inline: Bool
         /// Tried first, on the event loop with no task; `handler` runs only when it returns nil.
-        var immediate: ImmediateHandler? = nil
+        let immediate: ImmediateHandler?
+        /// This method's request metrics.
+        let metrics: RPCMetrics.Method
+
+        init(method: String, service: ServiceDescriptor, kind: CallKind, roles: Set<Role>, handler: Handler, inline: Bool, immediate: ImmediateHandler?) {
+            self.service = service
+            self.kind = kind
+            self.roles = roles
+            self.handler = handler
+            self.inline = inline
+            self.immediate = immediate
+            self.metrics = RPCMetrics.Method(method)
+        }
     }
 
     private(set) var routes: [String: Route] = [:]
@@ -44,8 +59,8 @@ public struct RPCRouter: Sendable {
     private mutating func add<Req, Resp>(_ method: MethodDescriptor<Req, Resp>, _ handler: Handler, inline: Bool = false,
                                          immediate: ImmediateHandler? = nil) {
         precondition(routes[method.fullName] == nil, "method \(method.fullName) registered twice")
-        routes[method.fullName] = Route(service: method.service, kind: method.kind, roles: method.roles, handler: handler, inline: inline,
-                                        immediate: immediate)
+        routes[method.fullName] = Route(method: method.fullName, service: method.service, kind: method.kind, roles: method.roles, handler: handler,
+                                        inline: inline, immediate: immediate)
     }
 
     /// Registers a unary method: one request, one response.

@@ -256,8 +256,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     /// Refuses a call the state machine already opened: STATUS, then the stream is closed.
     private func rejectOpenCall(_ id: StreamID, method: String, _ error: RPCError) {
-        // Unknown method names are not labels (a client could mint any number of them).
-        RPCMetrics.shared.record(method: router.route(for: method) == nil ? "unknown" : method, code: error.code, startedAt: RPCMetrics.now())
+        (router.route(for: method)?.metrics ?? RPCMetrics.unknown).record(code: error.code, startedAt: RPCMetrics.now())
         writeStatus(id, error.callStatus)
         if state.streamClosed(id) { closeNow() }
     }
@@ -509,7 +508,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// of the call (its method and correlation id, the code and the duration): the access log of
     /// `--log-level debug`. The check comes first, so at info level a call builds no logger.
     private func ended(_ call: Call, _ code: RPCError.Code) {
-        RPCMetrics.shared.record(method: call.serverContext.method, code: code, startedAt: call.startedAt)
+        call.route.metrics.record(code: code, startedAt: call.startedAt)
         if logger.logLevel <= .debug {
             let micros = (RPCMetrics.now() &- call.startedAt) / 1_000
             call.serverContext.logger.debug("call ended", metadata: ["code": "\(code)", "duration_us": "\(micros)"])
