@@ -12,7 +12,8 @@ import ToteServices
 /// one LMDB write transaction per batch that also stores the cursors, the projections staged
 /// side by side unless `TOTE_STAGING_THREADS=1`, deferred commits but every 16th), in batches of
 /// `--max-batch-size`: first all projections together into a fresh environment, then each alone
-/// into its own. Reports events per second and the applying thread's CPU per event. For profiling
+/// into its own. Reports events per second and the applying thread's CPU per event, and, where the
+/// catalog was applied, the facet queries' CPU in process (``Facets/timeInProcess(_:calls:label:)``). For profiling
 /// (`perf record`) and iterating on projections; the catch-up figure of record still reads the log
 /// from PostgreSQL.
 enum ApplyOnly {

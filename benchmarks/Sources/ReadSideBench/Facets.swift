@@ -97,7 +97,6 @@ enum Facets {
         CREATE INDEX product_attribute_value ON product_attribute (attribute, value, product_id);
         """
 
-    /// CPU time consumed by the calling thread, in nanoseconds.
     /// The 16 facet queries in process over `store` (as `--apply-only` built it): thread CPU time
     /// per call, overall and per query shape, after one warm-up pass. For comparing query code
     /// in a minute; the figure of record is the full run's, against PostgreSQL and over the wire.
@@ -118,6 +117,7 @@ enum Facets {
         print("apply-only, \(label): facet query p50 per shape (ms): " + shapes.map { ms($0, 50) }.joined(separator: " "))
     }
 
+    /// CPU time consumed by the calling thread, in nanoseconds.
     static func threadCPUNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
