@@ -59,6 +59,9 @@ struct LoggingOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// `--event-loop-scheduling normal|batch`.
+extension RPCServer.EventLoopScheduling: ExpressibleByArgument {}
+
 /// A `HOST:PORT` pair from the command line.
 struct HostAndPort: ExpressibleByArgument, CustomStringConvertible {
     var host: String
@@ -615,6 +618,9 @@ struct Query: AsyncParsableCommand {
     @Option(help: "Event-loop threads of the query server (default: one per core, shared with the process). Point reads are answered on them.")
     var eventLoopThreads: Int?
 
+    @Option(help: "Kernel scheduling of the query server's event-loop threads: normal, or batch (SCHED_BATCH, on threads of the server's own: a woken loop does not preempt the running thread, and answers all that arrived meanwhile; more calls per second on saturated cores, see docs/OPERATIONS.md).")
+    var eventLoopScheduling: RPCServer.EventLoopScheduling = .normal
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -631,7 +637,7 @@ struct Query: AsyncParsableCommand {
         health.register(into: &router)
         let logger = Logger(label: "tote.query")
         let server = RPCServer(
-            configuration: .init(host: listen.host, port: listen.port, eventLoopThreads: eventLoopThreads),
+            configuration: .init(host: listen.host, port: listen.port, eventLoopThreads: eventLoopThreads, eventLoopScheduling: eventLoopScheduling),
             router: router, keyring: keyring, logger: logger
         )
         let address = try await server.start()

@@ -24,6 +24,8 @@ struct ImmediatePointReadTests {
         let answers = Mutex<[String]>([])
         /// Thread ids of the event loops the immediate answers ran on.
         let loops = Mutex<Set<ObjectIdentifier>>([])
+        /// The scheduling policy of the thread of each immediate answer.
+        let schedulings = Mutex<Set<RPCServer.EventLoopScheduling>>([])
     }
 
     /// The stored response for `key`: payload "stored <key>", index = its first byte.
@@ -34,7 +36,7 @@ struct ImmediatePointReadTests {
         return try response.serializedBytes()
     }
 
-    static func startServer(places: Places, eventLoopThreads: Int? = nil) async throws -> (RPCServer, Int) {
+    static func startServer(places: Places, eventLoopThreads: Int? = nil, scheduling: RPCServer.EventLoopScheduling = .normal) async throws -> (RPCServer, Int) {
         var router = RPCRouter()
         router.register(read, encodedUnary: { request, _ in
             try await Task.sleep(for: .milliseconds(1))
@@ -52,12 +54,14 @@ struct ImmediatePointReadTests {
             }
             places.answers.withLock { $0.append("loop") }
             places.loops.withLock { _ = $0.insert(ObjectIdentifier(loop)) }
+            places.schedulings.withLock { _ = $0.insert(RPCServer.currentThreadScheduling()) }
             return try stored(key)
         })
         var logger = Logger(label: "test.immediate")
         logger.logLevel = .critical
         var configuration = RPCServer.Configuration(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5))
         configuration.eventLoopThreads = eventLoopThreads
+        configuration.eventLoopScheduling = scheduling
         let server = RPCServer(configuration: configuration, router: router, keyring: Keys.keyring, logger: logger)
         let address = try await server.start()
         return (server, address.port!)
@@ -177,6 +181,42 @@ struct ImmediatePointReadTests {
         await server.shutdownGracefully()
         try await running.value
         #expect(server.ownedGroupIsShutDown)
+    }
+
+    @Test("eventLoopScheduling = .batch: the server's own loops (one per core) run under SCHED_BATCH; the shared group is untouched")
+    func batchScheduledLoops() async throws {
+        let places = Places()
+        let (server, port) = try await Self.startServer(places: places, scheduling: .batch)
+        var connections: [ClientConnection] = []
+        for _ in 0..<(2 * System.coreCount) {
+            connections.append(try await ClientConnection.connect(host: "127.0.0.1", port: port, configuration: .init(apiKey: Keys.storefront)))
+        }
+        for (index, connection) in connections.enumerated() {
+            #expect(try await connection.unary(Self.read, echoRequest("b\(index)")).payload == Data("stored b\(index)".utf8))
+        }
+        #expect(places.answers.withLock { $0 } == Array(repeating: "loop", count: connections.count))
+        #expect(places.loops.withLock { $0.count } == System.coreCount)
+        #expect(places.schedulings.withLock { $0 } == [.batch])
+        // The process's shared group (which the client used) keeps the default policy.
+        let shared = try await MultiThreadedEventLoopGroup.singleton.next().submit { RPCServer.currentThreadScheduling() }.get()
+        #expect(shared == .normal)
+        for connection in connections { await connection.close() }
+        let running = Task { try await server.run() }
+        await server.shutdownGracefully()
+        try await running.value
+        #expect(server.ownedGroupIsShutDown)
+    }
+
+    @Test("eventLoopScheduling = .normal on the shared group: answers on threads of the default policy")
+    func normalScheduling() async throws {
+        let places = Places()
+        let (server, port) = try await Self.startServer(places: places)
+        let connection = try await ClientConnection.connect(host: "127.0.0.1", port: port, configuration: .init(apiKey: Keys.storefront))
+        #expect(try await connection.unary(Self.read, echoRequest("n")).payload == Data("stored n".utf8))
+        #expect(places.schedulings.withLock { $0 } == [.normal])
+        #expect(!server.ownedGroupIsShutDown)
+        await connection.close()
+        await server.shutdownGracefully()
     }
 
     /// The order the test above leaves to the scheduler, forced: run() used to find the closed

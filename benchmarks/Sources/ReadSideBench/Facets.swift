@@ -204,7 +204,7 @@ enum Facets {
         let keysFile = FileManager.default.temporaryDirectory.appendingPathComponent("readside-facet-keys-\(getpid()).txt")
         try cases.map(\.loadgenKey).joined(separator: "\n").write(to: keysFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: keysFile) }
-        let loadgen = try await LoadgenServer.start(readSide: readSide)
+        let loadgen = try await LoadgenServer.start(readSide: readSide, scheduling: .normal)
         let external: PeerResult?
         do {
             external = try await loadgen.run(method: "search", keysFile: keysFile.path, clients: 1, seconds: options.seconds)

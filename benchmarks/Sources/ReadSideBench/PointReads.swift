@@ -10,11 +10,14 @@ import ToteServices
 /// Order-view and autocomplete point reads over the wire at N callers, each against
 /// `redis-benchmark -t get` with values of the same size in the same run.
 ///
-/// Tote is measured twice: with `tools/loadgen`'s `tote-loadgen` (a single-threaded C epoll client
-/// in its own process, N connections with one call outstanding each, like redis-benchmark's N
-/// clients), which gives the ratio against redis since both peers then face the same kind of load
-/// generator; and with the Swift client inside this process (N callers over `--connections`
-/// connections), kept as a second row. The C client is found at `$TOTE_LOADGEN`, else at
+/// Tote is measured three times: with `tools/loadgen`'s `tote-loadgen` (a single-threaded C epoll
+/// client in its own process, N connections with one call outstanding each, like redis-benchmark's
+/// N clients) against a query server configured for a read node (`--event-loop-scheduling batch`:
+/// event loops of its own under `SCHED_BATCH`), which gives the ratio against redis since both
+/// peers then face the same kind of load generator; with `tote-loadgen` against a server of the
+/// default configuration (the shared event loops, default scheduling), kept as a reference row; and
+/// with the Swift client inside this process (N callers over `--connections` connections), a
+/// third row. redis-benchmark runs between the two `tote-loadgen` runs. The C client is found at `$TOTE_LOADGEN`, else at
 /// `tools/loadgen/build/tote-loadgen` under the working directory (run-readside.sh builds it);
 /// without it only the Swift row is measured and the ratio uses that.
 enum PointReads {
@@ -22,14 +25,16 @@ enum PointReads {
         var name: String
         /// Swift client, in this process.
         var tote: LoadResult
-        /// tote-loadgen, in its own process.
+        /// tote-loadgen, in its own process, against the server of the default configuration.
         var toteC: PeerResult?
+        /// tote-loadgen against the server with batch-scheduled event loops of its own.
+        var toteBatch: PeerResult?
         var redis: PeerResult?
         var valueBytes: Int
         var callers: Int
         var connections: Int
 
-        /// The summary table's rows for this figure (two lines when tote-loadgen ran).
+        /// The summary table's rows for this figure (three lines when tote-loadgen ran).
         var row: String {
             let swiftText = "\(formatFixed(tote.perSecond, 0)) QPS, p50 \(ms(tote.latency, 50)) / p99 \(ms(tote.latency, 99)) ms"
             let redisText = redis.map { "redis GET \(formatFixed($0.perSecond, 0)) QPS, p50 \(formatFixed($0.p50, 3)) / p99 \(formatFixed($0.p99, 3)) ms" } ?? "(no redis)"
@@ -39,12 +44,16 @@ enum PointReads {
                 return ("\(formatFixed(ratio, 2))×", "≥ 1.0×: \(ratio >= 1 ? "met" : "missed")")
             }
             let text: String
-            if let toteC {
-                let cText = "\(formatFixed(toteC.perSecond, 0)) QPS, p50 \(formatFixed(toteC.p50, 3)) / p99 \(formatFixed(toteC.p99, 3)) ms"
-                let (ratio, target) = verdict(toteC.perSecond)
+            func peerText(_ result: PeerResult) -> String {
+                "\(formatFixed(result.perSecond, 0)) QPS, p50 \(formatFixed(result.p50, 3)) / p99 \(formatFixed(result.p99, 3)) ms"
+            }
+            if let toteC, let toteBatch {
+                let (ratio, target) = verdict(toteBatch.perSecond)
+                let (defaultRatio, _) = verdict(toteC.perSecond)
                 let (swiftRatio, _) = verdict(tote.perSecond)
                 text = """
-                    | \(name) (\(valueBytes) B), C epoll client (tote-loadgen, \(callers) connections) | \(cText) | \(redisText) | \(ratio) | \(target) |
+                    | \(name) (\(valueBytes) B), tote-loadgen (\(callers) connections), read-node server (batch-scheduled event loops) | \(peerText(toteBatch)) | \(redisText) | \(ratio) | \(target) |
+                    | \(name) (\(valueBytes) B), tote-loadgen (\(callers) connections), default server (shared event loops) | \(peerText(toteC)) | same | \(defaultRatio) | (reference) |
                     | \(name) (\(valueBytes) B), Swift client in-process (\(callers) callers / \(connections) connections) | \(swiftText) | same | \(swiftRatio) | (reference) |
                     """
             } else {
@@ -62,21 +71,31 @@ enum PointReads {
         }
         guard !viewSizes.contains(0) else { throw BenchError("an order has no view after catch-up") }
         let viewBytes = viewSizes.reduce(0, +) / viewSizes.count
-        let loadgen = try await LoadgenServer.start(readSide: readSide)
+        let loadgen = try await LoadgenServer.start(readSide: readSide, scheduling: .normal)
+        let batch: LoadgenServer
         do {
-            let results = try await measure(options: options, readSide: readSide, connections: connections, ids: orderIDs,
-                                            viewBytes: viewBytes, loadgen: loadgen)
-            await loadgen.stop()
-            return results
+            batch = try await LoadgenServer.start(readSide: readSide, scheduling: .batch)
         } catch {
             await loadgen.stop()
             throw error
         }
+        do {
+            let results = try await measure(options: options, readSide: readSide, connections: connections, ids: orderIDs,
+                                            viewBytes: viewBytes, loadgen: loadgen, batch: batch)
+            await loadgen.stop()
+            await batch.stop()
+            return results
+        } catch {
+            await loadgen.stop()
+            await batch.stop()
+            throw error
+        }
     }
 
-    /// Both figures: each with the Swift client, tote-loadgen, then redis-benchmark.
+    /// Both figures: each with the Swift client, tote-loadgen against the default server,
+    /// redis-benchmark, then tote-loadgen against the batch-scheduled server.
     static func measure(options: ReadSideBench.Options, readSide: ReadSide, connections: [ClientConnection], ids: [String],
-                        viewBytes: Int, loadgen: LoadgenServer) async throws -> [Result] {
+                        viewBytes: Int, loadgen: LoadgenServer, batch: LoadgenServer) async throws -> [Result] {
         let folder = FileManager.default.temporaryDirectory
         let idsFile = folder.appendingPathComponent("readside-order-ids-\(getpid()).txt")
         try (ids.joined(separator: "\n") + "\n").write(to: idsFile, atomically: true, encoding: .utf8)
@@ -90,13 +109,15 @@ enum PointReads {
         }
         print("order views: Tote (Swift client) \(formatFixed(views.perSecond, 0)) QPS, p50 \(ms(views.latency, 50)) ms, p99 \(ms(views.latency, 99)) ms (\(viewBytes) B views)")
         let viewsC = try await loadgen.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
-        if let r = viewsC { print("order views: Tote (tote-loadgen) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
-        await loadgen.holdForProfiling(keysFile: idsFile.path)
+        if let r = viewsC { print("order views: Tote (tote-loadgen, default server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
+        await LoadgenServer.holdForProfiling([loadgen, batch], keysFile: idsFile.path)
         var viewsRedis: PeerResult?
         if let port = options.redisPort {
             viewsRedis = try await Redis.get(port: port, valueBytes: viewBytes, keys: ids.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
         }
         if let r = viewsRedis { print("order views: redis GET \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms (-d \(viewBytes))") }
+        let viewsBatch = try await batch.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
+        if let r = viewsBatch { print("order views: Tote (tote-loadgen, batch-scheduled server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
 
         // Autocomplete: typed prefixes of brands, product nouns and categories.
         let prefixes = Self.prefixes(seed: options.seed)
@@ -120,17 +141,19 @@ enum PointReads {
         }
         print("autocomplete: Tote (Swift client) \(formatFixed(suggestions.perSecond, 0)) QPS, p50 \(ms(suggestions.latency, 50)) ms, p99 \(ms(suggestions.latency, 99)) ms (\(prefixes.count) prefixes, responses \(suggestionBytes) B on average)")
         let suggestionsC = try await loadgen.run(method: "autocomplete", keysFile: prefixesFile.path, clients: options.callers, seconds: options.seconds)
-        if let r = suggestionsC { print("autocomplete: Tote (tote-loadgen) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
+        if let r = suggestionsC { print("autocomplete: Tote (tote-loadgen, default server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
         var suggestionsRedis: PeerResult?
         if let port = options.redisPort {
             suggestionsRedis = try await Redis.get(port: port, valueBytes: suggestionBytes, keys: prefixes.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
         }
         if let r = suggestionsRedis { print("autocomplete: redis GET \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms (-d \(suggestionBytes))") }
+        let suggestionsBatch = try await batch.run(method: "autocomplete", keysFile: prefixesFile.path, clients: options.callers, seconds: options.seconds)
+        if let r = suggestionsBatch { print("autocomplete: Tote (tote-loadgen, batch-scheduled server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
 
         return [
-            Result(name: "GetOrderView, \(options.callers) callers", tote: views, toteC: viewsC, redis: viewsRedis, valueBytes: viewBytes,
+            Result(name: "GetOrderView, \(options.callers) callers", tote: views, toteC: viewsC, toteBatch: viewsBatch, redis: viewsRedis, valueBytes: viewBytes,
                    callers: options.callers, connections: connections.count),
-            Result(name: "Autocomplete, \(options.callers) callers", tote: suggestions, toteC: suggestionsC, redis: suggestionsRedis,
+            Result(name: "Autocomplete, \(options.callers) callers", tote: suggestions, toteC: suggestionsC, toteBatch: suggestionsBatch, redis: suggestionsRedis,
                    valueBytes: suggestionBytes, callers: options.callers, connections: connections.count),
         ]
     }
@@ -206,9 +229,9 @@ struct PeerResult: Sendable {
     var p99: Double
 }
 
-/// The query service on a second port of its own for tote-loadgen, with its own API key, plus the
-/// way to run the tool. Same `QueryService` over the same LMDB environment as the Swift-client
-/// server; a second server only because ReadSideBench.swift does not hand its port to this phase.
+/// The query service on a port of its own for tote-loadgen, with its own API key, plus the way to
+/// run the tool. Same `QueryService` over the same LMDB environment as the Swift-client server;
+/// one of the default configuration and one configured for a read node (batch scheduling).
 final class LoadgenServer: Sendable {
     let server: RPCServer
     let port: Int
@@ -222,21 +245,23 @@ final class LoadgenServer: Sendable {
         self.tool = tool
     }
 
-    static func start(readSide: ReadSide) async throws -> LoadgenServer {
+    static func start(readSide: ReadSide, scheduling: RPCServer.EventLoopScheduling) async throws -> LoadgenServer {
         var router = RPCRouter()
         readSide.queryService.register(into: &router)
         var logger = Logger(label: "readside-bench-loadgen")
         logger.logLevel = .critical
         let key = "bench-loadgen-storefront-key-01"
         // The event-loop threads of this server: `TOTE_POINTREADS_EVENT_LOOPS`, else the shared
-        // group, as `tote query` by default.
-        var configuration = RPCServer.Configuration(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5))
+        // group, as `tote query` by default (batch scheduling: a group of its own, one thread
+        // per core, as `tote query --event-loop-scheduling batch`).
+        var configuration = RPCServer.Configuration(host: "127.0.0.1", port: 0, drainTimeout: .seconds(5), eventLoopScheduling: scheduling)
         if let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_EVENT_LOOPS"], let threads = Int(text), threads > 0 {
             configuration.eventLoopThreads = threads
         }
         let server = RPCServer(configuration: configuration, router: router, keyring: APIKeyring([key: .storefront]), logger: logger)
         let port = try await server.start().port!
-        print("point reads: tote-loadgen's server on port \(port) with \(configuration.eventLoopThreads.map(String.init) ?? "shared") event-loop thread(s)")
+        let threads = configuration.eventLoopThreads.map(String.init) ?? (scheduling == .batch ? "its own (one per core)" : "shared")
+        print("point reads: tote-loadgen's \(scheduling) server on port \(port) with \(threads) event-loop thread(s)")
         let candidate = ProcessInfo.processInfo.environment["TOTE_LOADGEN"] ?? "tools/loadgen/build/tote-loadgen"
         let tool = FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
         if tool == nil { print("tote-loadgen not found at \(candidate) (make -C tools/loadgen): measuring with the Swift client only") }
@@ -258,15 +283,17 @@ final class LoadgenServer: Sendable {
         await server.shutdownGracefully()
     }
 
-    /// With `TOTE_POINTREADS_HOLD_SECONDS=N`, keeps this server up N more seconds after the
-    /// order-view figures, printing how to reach it, so that `perf record -p`, `strace -c -p`
+    /// With `TOTE_POINTREADS_HOLD_SECONDS=N`, keeps these servers up N more seconds after the
+    /// order-view figures, printing how to reach them, so that `perf record -p`, `strace -c -p`
     /// and repeated `tote-loadgen` runs can look at the same server and data. Off by default.
-    func holdForProfiling(keysFile: String) async {
+    static func holdForProfiling(_ servers: [LoadgenServer], keysFile: String) async {
         guard let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_HOLD_SECONDS"], let seconds = Double(text), seconds > 0 else { return }
         let copy = "/tmp/readside-order-ids-held.txt"
         try? FileManager.default.removeItem(atPath: copy)
         try? FileManager.default.copyItem(atPath: keysFile, toPath: copy)
-        print("holding for \(seconds) s: pid \(getpid()), tote-loadgen -p \(port) -k \(key) -t order-view -f \(copy)")
+        for server in servers {
+            print("holding for \(seconds) s: pid \(getpid()), \(server.server.configuration.eventLoopScheduling) server: tote-loadgen -p \(server.port) -k \(server.key) -t order-view -f \(copy)")
+        }
         try? await Task.sleep(for: .seconds(seconds))
     }
 }
