@@ -229,6 +229,51 @@ struct AutocompleteTopTests {
         }
     }
 
+    /// Every neighbour of `token` (one edit) that has a list in one of `tables`, with pruning or
+    /// without, and how many lookups the enumeration made.
+    static func neighboursWithLists(_ reader: some ReadModelReader, _ token: [UInt8], tables: [UInt8], pruned: Bool) throws -> (Set<[UInt8]>, Int) {
+        let letters = try AutocompleteTop.alphabet(reader)
+        let following = pruned ? try AutocompleteTop.followingBytes(reader, tables: tables, token: token) : nil
+        var found = Set<[UInt8]>(), lookups = 0
+        try AutocompleteTop.forEachNeighbour(ascii: token, letters, following: following) { n in
+            for t in tables {
+                lookups += 1
+                if try reader.withValue(AutocompleteLayout.top, [t] + n, { _ in true }) == true { found.insert([t] + n) }
+            }
+        }
+        return (found, lookups)
+    }
+
+    @Test("the typo pass skips only neighbours no list can have: the same lists are found, with far fewer lookups (memory and LMDB)")
+    func neighbourPruningKeepsEveryList() async throws {
+        let folder = LMDBTestFolder()
+        let lmdb = try LMDBReadModelStore(path: folder.path, projections: [AutocompleteProjection()], configuration: .init(noSync: true))
+        let events = GeneratedFixture.events.enumerated().map { $0.element.recorded(position: Int64($0.offset + 1)) }
+        for start in stride(from: 0, to: events.count, by: 2000) {
+            let slice = Array(events[start..<min(start + 2000, events.count)])
+            try await lmdb.write { writer in try AutocompleteProjection().apply(batch: slice[...], to: &writer) }
+        }
+        let tokens = Self.requests().compactMap { TextNormalizer.queryTokens($0.prefix).first }
+            .filter { $0.unicodeScalars.count >= 4 && $0.utf8.allSatisfy { $0 < 0x80 } }
+        #expect(tokens.count > 40)
+        var all = 0, kept = 0, withLists = 0
+        for token in Set(tokens).sorted() {
+            for tables in [[UInt8(0)], [UInt8(1), 3]] {
+                let (full, fullLookups) = try Self.neighboursWithLists(GeneratedFixture.store, Array(token.utf8), tables: tables, pruned: false)
+                let (memory, memoryLookups) = try Self.neighboursWithLists(GeneratedFixture.store, Array(token.utf8), tables: tables, pruned: true)
+                let (onDisk, _) = try lmdb.read { try Self.neighboursWithLists($0, Array(token.utf8), tables: tables, pruned: true) }
+                #expect(memory == full, "\(token) tables \(tables)")
+                #expect(onDisk == full, "\(token) tables \(tables) (LMDB)")
+                all += fullLookups
+                kept += memoryLookups
+                withLists += full.count
+            }
+        }
+        #expect(withLists > 20, "neighbours with lists exist, so the comparison means something")
+        #expect(kept * 2 < all, "pruning made \(kept) of \(all) lookups")
+        await lmdb.shutdown()
+    }
+
     @Test("over TCP from LMDB, the encoded handler's answer arrives as the stored slice; the typed handler still works")
     func servedVerbatimOverTheWire() async throws {
         let folder = LMDBTestFolder()

@@ -63,7 +63,10 @@ struct CatalogPostingListTests {
             let length = round % 50 == 0 ? 400 : Int(rng.next() % 24)
             let text = String((0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
             #expect(TextNormalizer.asciiTokens(text) == TextNormalizer.unicodeTokens(text), "\(text.debugDescription)")
+            #expect(TextNormalizer.asciiQueryTokens(text) == TextNormalizer.unicodeQueryTokens(folded: TextNormalizer.fold(text)), "query \(text.debugDescription)")
         }
+        #expect(TextNormalizer.asciiQueryTokens("T-Sh'irt  classic-T") == ["tshirt", "classict"])
+        #expect(TextNormalizer.asciiQueryTokens("Crème") == nil)
         #expect(TextNormalizer.asciiTokens("Crème") == nil)
         #expect(TextNormalizer.tokens("Crème Brûlée T-Shirt") == ["creme", "brulee", "tshirt", "t", "shirt"])
         // Text that folds to ASCII takes the fast path after folding; the rest the general one.
@@ -71,6 +74,7 @@ struct CatalogPostingListTests {
         for _ in 0..<2_000 {
             let text = String((0..<Int(rng.next() % 20)).map { _ in accented[Int(rng.next() % UInt64(accented.count))] })
             #expect(TextNormalizer.tokens(text) == TextNormalizer.unicodeTokens(text), "\(text.debugDescription)")
+            #expect(TextNormalizer.queryTokens(text) == TextNormalizer.unicodeQueryTokens(folded: TextNormalizer.fold(text)), "query \(text.debugDescription)")
         }
     }
 

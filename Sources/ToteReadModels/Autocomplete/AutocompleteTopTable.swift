@@ -191,6 +191,12 @@ public enum AutocompleteTop {
 
     /// Decodes a stored list; nil when malformed.
     static func decode(_ b: UnsafeRawBufferPointer) -> [Stored]? {
+        decode(b, upTo: Int.max, skipping: [])
+    }
+
+    /// Decodes the first `max` entries of a stored list whose keys are not in `skipped` (a typo
+    /// fill wants a few entries of a 50-entry list); nil when those entries are malformed.
+    static func decode(_ b: UnsafeRawBufferPointer, upTo max: Int, skipping skipped: Set<[UInt8]>) -> [Stored]? {
         guard b.count >= 1 else { return nil }
         let n = Int(b[0]), start = 1 + 4 * n
         guard b.count >= start else { return nil }
@@ -198,9 +204,17 @@ public enum AutocompleteTop {
         entries.reserveCapacity(n)
         var recordStart = start
         var trailer = start + (n == 0 ? 0 : Int(CatalogLayout.readU32(b, at: 1 + 4 * (n - 1))))
-        for i in 0..<n {
+        for i in 0..<n where entries.count < max {
             let end = start + Int(CatalogLayout.readU32(b, at: 1 + 4 * i))
             guard end <= b.count, recordStart < end, trailer + 2 <= b.count else { return nil }
+            let kn = Int(b[trailer]) << 8 | Int(b[trailer + 1])
+            guard trailer + 2 + kn <= b.count, kn > 0 else { return nil }
+            let key = Array(b[(trailer + 2)..<(trailer + 2 + kn)])
+            trailer += 2 + kn
+            if !skipped.isEmpty, skipped.contains(key) {
+                recordStart = end
+                continue
+            }
             // The record: 0x0a, varint length, then the Suggestion's fields.
             var p = recordStart + 1
             while p < end, b[p] & 0x80 != 0 { p += 1 }
@@ -226,10 +240,7 @@ public enum AutocompleteTop {
                 }
             }
             recordStart = end
-            let kn = Int(b[trailer]) << 8 | Int(b[trailer + 1])
-            guard trailer + 2 + kn <= b.count, kn > 0 else { return nil }
-            entries.append(Stored(key: Array(b[(trailer + 2)..<(trailer + 2 + kn)]), text: text, ref: ref, score: score))
-            trailer += 2 + kn
+            entries.append(Stored(key: key, text: text, ref: ref, score: score))
         }
         return entries
     }
@@ -715,20 +726,16 @@ public enum AutocompleteTop {
         var fuzzy: [[UInt8]: Candidate] = [:]
         func add(_ prefix: [UInt8]) throws {
             for t in tables {
-                guard let value = try reader.get(AutocompleteLayout.top, key(t, prefix)) else { continue }
-                var taken = 0
-                for s in value.withUnsafeBytes({ decode($0) }) ?? [] where !seen.contains(s.key) {
-                    if taken == want { break }
-                    taken += 1
-                    if fuzzy[s.key] == nil { fuzzy[s.key] = try candidate(s, typos: 1) }
-                }
+                let entries = try reader.withValue(AutocompleteLayout.top, key(t, prefix)) { decode($0, upTo: want, skipping: seen) } ?? nil
+                for s in entries ?? [] where fuzzy[s.key] == nil { fuzzy[s.key] = try candidate(s, typos: 1) }
             }
         }
         for s in synonyms { try add(Array(s.utf8)) }
         if typo {
             let letters = try alphabet(reader)
             if prefix.allSatisfy({ $0 < 0x80 }) {
-                try forEachNeighbour(ascii: prefix, letters) { n in try add(n) }
+                let following = try followingBytes(reader, tables: tables, token: prefix)
+                try forEachNeighbour(ascii: prefix, letters, following: following) { n in try add(n) }
             } else {
                 for n in neighbours(scalars, letters) { try add(n) }
             }
@@ -739,33 +746,87 @@ public enum AutocompleteTop {
         return .ranked(exact + rest.prefix(want))
     }
 
+    /// Which bytes follow `token[..<i]` in some list key, for i in 1...token.count: bit `b` of
+    /// `result[i - 1]` is set when a list of `tables` has a prefix `token[..<i] + [b] + …`. A
+    /// neighbour that puts byte `b` at position `i` can only have a list when that bit is set,
+    /// so the typo pass skips the others unread. One cursor seek per following byte (plus one),
+    /// instead of one lookup per letter of the alphabet at every position.
+    static func followingBytes(_ reader: some ReadModelReader, tables: [UInt8], token: [UInt8]) throws -> [ByteSet] {
+        var result = [ByteSet](repeating: ByteSet(), count: token.count)
+        guard !token.isEmpty else { return result }
+        for i in 1...token.count {
+            for t in tables {
+                let stem = [t] + token[..<i]
+                var next = 0
+                while next <= 255 {
+                    var found: UInt8?
+                    try reader.scan(AutocompleteLayout.top, prefix: stem, from: stem + [UInt8(next)], reverse: false) { key, _ in
+                        if key.count > stem.count { found = key[stem.count] }
+                        return false
+                    }
+                    guard let byte = found else { break }
+                    result[i - 1].insert(byte)
+                    next = Int(byte) + 1
+                }
+            }
+        }
+        return result
+    }
+
+    /// A set of byte values (256 bits).
+    struct ByteSet {
+        private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+        mutating func insert(_ byte: UInt8) {
+            let bit = UInt64(1) << UInt64(byte & 63)
+            switch byte >> 6 {
+            case 0: words.0 |= bit
+            case 1: words.1 |= bit
+            case 2: words.2 |= bit
+            default: words.3 |= bit
+            }
+        }
+
+        func contains(_ byte: UInt8) -> Bool {
+            let word = switch byte >> 6 { case 0: words.0; case 1: words.1; case 2: words.2; default: words.3 }
+            return word & (UInt64(1) << UInt64(byte & 63)) != 0
+        }
+    }
+
     /// ``neighbours(_:_:)`` of an ASCII token, built in one reused buffer without collecting them
     /// (a string may come twice, e.g. the same letter inserted before or after itself: harmless).
-    static func forEachNeighbour(ascii token: [UInt8], _ alphabet: [Unicode.Scalar], _ body: ([UInt8]) throws -> Void) throws {
+    /// With `following` (``followingBytes(_:tables:token:)``), those that no list can have are
+    /// skipped: every neighbour with a list still comes.
+    static func forEachNeighbour(ascii token: [UInt8], _ alphabet: [Unicode.Scalar], following: [ByteSet]? = nil, _ body: ([UInt8]) throws -> Void) throws {
         let m = token.count
         guard m >= 2 else { return }
+        /// Whether a neighbour whose byte at `i` (≥ 1) is `byte` can have a list.
+        func possible(_ i: Int, _ byte: UInt8) -> Bool {
+            guard let following, i >= 1, i <= following.count else { return true }
+            return following[i - 1].contains(byte)
+        }
         let letters = alphabet.map { Array(String($0).utf8) }
         let firsts = (token[0], token[1])
         var buf: [UInt8] = []
         buf.reserveCapacity(m + 4)
-        for i in 0..<m {
+        for i in 0..<m where i + 1 >= m || possible(i, token[i + 1]) {
             buf.removeAll(keepingCapacity: true)
             buf += token[..<i]; buf += token[(i + 1)...]
             try body(buf)
         }
-        for i in 0..<(m - 1) where token[i] != token[i + 1] {
+        for i in 0..<(m - 1) where token[i] != token[i + 1] && possible(i, token[i + 1]) {
             buf.removeAll(keepingCapacity: true)
             buf += token; buf.swapAt(i, i + 1)
             try body(buf)
         }
         for c in letters {
             let first = c.count == 1 && (c[0] == firsts.0 || c[0] == firsts.1)
-            for i in 0..<m where (c.count != 1 || c[0] != token[i]) && (i > 0 || first) {
+            for i in 0..<m where (c.count != 1 || c[0] != token[i]) && (i > 0 || first) && possible(i, c[0]) {
                 buf.removeAll(keepingCapacity: true)
                 buf += token[..<i]; buf += c; buf += token[(i + 1)...]
                 try body(buf)
             }
-            for i in 0...m where i > 0 || first {
+            for i in 0...m where (i > 0 || first) && possible(i, c[0]) {
                 buf.removeAll(keepingCapacity: true)
                 buf += token[..<i]; buf += c; buf += token[i...]
                 try body(buf)

@@ -106,8 +106,43 @@ public enum TextNormalizer {
 
     /// Query tokens: like ``tokens(_:)`` but a compound counts once, joined ("t-sh" → "tsh").
     public static func queryTokens(_ text: String) -> [String] {
+        if let ascii = asciiQueryTokens(text) { return ascii }
+        let folded = fold(text)
+        return asciiQueryTokens(folded) ?? unicodeQueryTokens(folded: folded)
+    }
+
+    /// ``queryTokens(_:)`` of ASCII text (nil for anything else), byte by byte, as
+    /// ``asciiTokens(_:)`` is for ``tokens(_:)``: every autocomplete call tokenizes what the
+    /// shopper typed, and the `Character` path was a sixth of its handling.
+    static func asciiQueryTokens(_ text: String) -> [String]? {
+        var text = text
+        return text.withUTF8 { bytes -> [String]? in
+            var result: [String] = []
+            var compound: [UInt8] = []
+            func endCompound() {
+                guard !compound.isEmpty else { return }
+                let token = String(decoding: compound, as: UTF8.self)
+                if !result.contains(token) { result.append(token) }
+                compound.removeAll(keepingCapacity: true)
+            }
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): compound.append(byte)
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): compound.append(byte | 0x20)
+                case UInt8(ascii: "-"), UInt8(ascii: "'"): continue
+                case 0x80...: return nil
+                default: endCompound()
+                }
+            }
+            endCompound()
+            return result
+        }
+    }
+
+    /// ``queryTokens(_:)`` of text ``fold(_:)`` returned, by `Character`.
+    static func unicodeQueryTokens(folded: String) -> [String] {
         var result: [String] = []
-        for compound in compounds(fold(text)) {
+        for compound in compounds(folded) {
             let t = compound.joined()
             if !t.isEmpty && !result.contains(t) { result.append(t) }
         }

@@ -58,6 +58,9 @@ enum ApplyOnly {
             if projections.contains(where: { $0.name == CatalogProjection().name }) {
                 try Facets.timeInProcess(store, calls: options.facetCalls, label: label)
             }
+            if projections.contains(where: { $0.name == AutocompleteProjection().name }) {
+                try PointReads.timeAutocompleteInProcess(store, seed: options.seed, label: label)
+            }
             await store.shutdown()
             print("apply-only, \(label): \(formatFixed(Double(log.count) / seconds, 0)) events/s (\(formatFixed(seconds, 2)) s), process CPU \(formatFixed(perEvent, 2)) µs/event; loadavg(1m) \(formatFixed(loadAverage(), 2))")
             rows.append("| \(label) | \(log.count) | \(formatFixed(seconds, 2)) s | \(formatFixed(Double(log.count) / seconds, 0)) events/s | \(formatFixed(perEvent, 2)) µs |")

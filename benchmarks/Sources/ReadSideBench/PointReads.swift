@@ -100,6 +100,11 @@ enum PointReads {
         let idsFile = folder.appendingPathComponent("readside-order-ids-\(getpid()).txt")
         try (ids.joined(separator: "\n") + "\n").write(to: idsFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: idsFile) }
+        // Autocomplete's keys: typed prefixes of brands, product nouns and categories.
+        let prefixes = Self.prefixes(seed: options.seed)
+        let prefixesFile = folder.appendingPathComponent("readside-prefixes-\(getpid()).txt")
+        try (prefixes.joined(separator: "\n") + "\n").write(to: prefixesFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: prefixesFile) }
 
         let views = try await Load.run(connections: connections, callers: options.callers, seconds: options.seconds) { connection, rng in
             var request = Tote_V1_GetOrderViewRequest()
@@ -110,7 +115,7 @@ enum PointReads {
         print("order views: Tote (Swift client) \(formatFixed(views.perSecond, 0)) QPS, p50 \(ms(views.latency, 50)) ms, p99 \(ms(views.latency, 99)) ms (\(viewBytes) B views)")
         let viewsC = try await loadgen.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
         if let r = viewsC { print("order views: Tote (tote-loadgen, default server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
-        await LoadgenServer.holdForProfiling([loadgen, batch], keysFile: idsFile.path)
+        await LoadgenServer.holdForProfiling([loadgen, batch], keysFile: idsFile.path, prefixesFile: prefixesFile.path)
         var viewsRedis: PeerResult?
         if let port = options.redisPort {
             viewsRedis = try await Redis.get(port: port, valueBytes: viewBytes, keys: ids.count, clients: options.callers, seconds: options.seconds, tool: options.redisBenchmark)
@@ -119,8 +124,6 @@ enum PointReads {
         let viewsBatch = try await batch.run(method: "order-view", keysFile: idsFile.path, clients: options.callers, seconds: options.seconds)
         if let r = viewsBatch { print("order views: Tote (tote-loadgen, batch-scheduled server) \(formatFixed(r.perSecond, 0)) QPS, p50 \(formatFixed(r.p50, 3)) ms, p99 \(formatFixed(r.p99, 3)) ms") }
 
-        // Autocomplete: typed prefixes of brands, product nouns and categories.
-        let prefixes = Self.prefixes(seed: options.seed)
         let suggestionSizes = try readSide.directory.read { reader in
             try prefixes.map { prefix in
                 var request = Tote_V1_AutocompleteRequest()
@@ -130,9 +133,6 @@ enum PointReads {
             }
         }
         let suggestionBytes = suggestionSizes.reduce(0, +) / suggestionSizes.count
-        let prefixesFile = folder.appendingPathComponent("readside-prefixes-\(getpid()).txt")
-        try (prefixes.joined(separator: "\n") + "\n").write(to: prefixesFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: prefixesFile) }
         let suggestions = try await Load.run(connections: connections, callers: options.callers, seconds: options.seconds) { connection, rng in
             var request = Tote_V1_AutocompleteRequest()
             request.prefix = prefixes[Int(rng.next() % UInt64(prefixes.count))]
@@ -156,6 +156,33 @@ enum PointReads {
             Result(name: "Autocomplete, \(options.callers) callers", tote: suggestions, toteC: suggestionsC, toteBatch: suggestionsBatch, redis: suggestionsRedis,
                    valueBytes: suggestionBytes, callers: options.callers, connections: connections.count),
         ]
+    }
+
+    /// Times each benchmark prefix's `Autocomplete.suggestEncoded` in process (thread CPU, 200
+    /// rounds over all prefixes in turn) and prints the overall p50/p99 and the costliest
+    /// prefixes: which answers are a stored slice and which fill from typo neighbours.
+    static func timeAutocompleteInProcess(_ store: LMDBReadModelStore, seed: UInt64, label: String) throws {
+        let requests = prefixes(seed: seed).map { prefix in
+            var request = Tote_V1_AutocompleteRequest()
+            request.prefix = prefix
+            return request
+        }
+        var all = LatencyHistogram()
+        var perPrefix = [UInt64](repeating: 0, count: requests.count)
+        let rounds = 200
+        for _ in 0..<rounds {
+            for (i, request) in requests.enumerated() {
+                let start = Facets.threadCPUNanoseconds()
+                _ = try store.read { try Autocomplete.suggestEncoded($0, request: request) }
+                let spent = Facets.threadCPUNanoseconds() - start
+                all.record(spent)
+                perPrefix[i] += spent
+            }
+        }
+        let mean = Double(perPrefix.reduce(0, +)) / Double(rounds * requests.count) / 1e3
+        print("apply-only, \(label): autocomplete in process, thread CPU mean \(formatFixed(mean, 2)) µs, p50 \(formatFixed(Double(all.value(atPercentile: 50)) / 1e3, 2)) / p99 \(formatFixed(Double(all.value(atPercentile: 99)) / 1e3, 2)) µs over \(all.count) calls")
+        let costliest = perPrefix.indices.sorted { perPrefix[$0] > perPrefix[$1] }.prefix(12)
+        print("apply-only, \(label): costliest prefixes (mean µs): " + costliest.map { "\(requests[$0].prefix) \(formatFixed(Double(perPrefix[$0]) / Double(rounds) / 1e3, 1))" }.joined(separator: ", "))
     }
 
     /// What shoppers type: 2–5 letters of brand names, product nouns and category names.
@@ -286,13 +313,16 @@ final class LoadgenServer: Sendable {
     /// With `TOTE_POINTREADS_HOLD_SECONDS=N`, keeps these servers up N more seconds after the
     /// order-view figures, printing how to reach them, so that `perf record -p`, `strace -c -p`
     /// and repeated `tote-loadgen` runs can look at the same server and data. Off by default.
-    static func holdForProfiling(_ servers: [LoadgenServer], keysFile: String) async {
+    static func holdForProfiling(_ servers: [LoadgenServer], keysFile: String, prefixesFile: String) async {
         guard let text = ProcessInfo.processInfo.environment["TOTE_POINTREADS_HOLD_SECONDS"], let seconds = Double(text), seconds > 0 else { return }
         let copy = "/tmp/readside-order-ids-held.txt"
-        try? FileManager.default.removeItem(atPath: copy)
-        try? FileManager.default.copyItem(atPath: keysFile, toPath: copy)
+        let prefixesCopy = "/tmp/readside-prefixes-held.txt"
+        for (from, to) in [(keysFile, copy), (prefixesFile, prefixesCopy)] {
+            try? FileManager.default.removeItem(atPath: to)
+            try? FileManager.default.copyItem(atPath: from, toPath: to)
+        }
         for server in servers {
-            print("holding for \(seconds) s: pid \(getpid()), \(server.server.configuration.eventLoopScheduling) server: tote-loadgen -p \(server.port) -k \(server.key) -t order-view -f \(copy)")
+            print("holding for \(seconds) s: pid \(getpid()), \(server.server.configuration.eventLoopScheduling) server: tote-loadgen -p \(server.port) -k \(server.key) -t order-view -f \(copy) (or -t autocomplete -f \(prefixesCopy))")
         }
         try? await Task.sleep(for: .seconds(seconds))
     }
