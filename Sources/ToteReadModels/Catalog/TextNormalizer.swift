@@ -32,10 +32,15 @@ public enum TextNormalizer {
     /// Index tokens of `text`: folded words, plus hyphen/apostrophe-joined compounds, unique, in
     /// order of first appearance.
     public static func tokens(_ text: String) -> [String] {
-        if let ascii = asciiTokens(text) { return ascii }
-        // Most other text folds to ASCII ("Crème" → "creme"), and folding twice changes nothing.
+        tokenize(text, ascii: asciiTokens, folded: tokens(folded:))
+    }
+
+    /// `ascii` of `text`, else (most other text folds to ASCII: "Crème" → "creme", and folding
+    /// twice changes nothing) `ascii` of the folded text, else `folded` of it.
+    private static func tokenize(_ text: String, ascii: (String) -> [String]?, folded general: (String) -> [String]) -> [String] {
+        if let tokens = ascii(text) { return tokens }
         let folded = fold(text)
-        return asciiTokens(folded) ?? tokens(folded: folded)
+        return ascii(folded) ?? general(folded)
     }
 
     /// ``tokens(_:)`` of ASCII text (nil for anything else), byte by byte: the same tokens as
@@ -106,9 +111,7 @@ public enum TextNormalizer {
 
     /// Query tokens: like ``tokens(_:)`` but a compound counts once, joined ("t-sh" → "tsh").
     public static func queryTokens(_ text: String) -> [String] {
-        if let ascii = asciiQueryTokens(text) { return ascii }
-        let folded = fold(text)
-        return asciiQueryTokens(folded) ?? unicodeQueryTokens(folded: folded)
+        tokenize(text, ascii: asciiQueryTokens, folded: unicodeQueryTokens(folded:))
     }
 
     /// ``queryTokens(_:)`` of ASCII text (nil for anything else), byte by byte, as
